@@ -1,0 +1,47 @@
+"""A streaming in-process ASGI transport for httpx and httpx2, with an AI bridge factory."""
+
+from __future__ import annotations
+
+from ._context import (
+    Source,
+    delegated_api_key_id_from_context,
+    source_from_context,
+    with_delegated_api_key_id,
+    with_source,
+)
+from ._errors import (
+    AIBridgeTransportError,
+    BridgeNotRegisteredError,
+    GatewayKeyMismatchError,
+    InvalidProviderNameError,
+    MissingDelegatedAPIKeyError,
+    PathOutsideProviderError,
+    RedirectRefusedError,
+)
+from ._factory import InProcessTransportFactory, TransportFactory
+from ._httpx import StreamingASGITransport
+from ._lifespan import LifespanError
+from ._paths import AIBRIDGE_ROOT_PATH
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AIBRIDGE_ROOT_PATH",
+    "AIBridgeTransportError",
+    "BridgeNotRegisteredError",
+    "GatewayKeyMismatchError",
+    "InProcessTransportFactory",
+    "InvalidProviderNameError",
+    "LifespanError",
+    "MissingDelegatedAPIKeyError",
+    "PathOutsideProviderError",
+    "RedirectRefusedError",
+    "Source",
+    "StreamingASGITransport",
+    "TransportFactory",
+    "__version__",
+    "delegated_api_key_id_from_context",
+    "source_from_context",
+    "with_delegated_api_key_id",
+    "with_source",
+]

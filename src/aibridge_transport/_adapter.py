@@ -1,0 +1,162 @@
+"""What an httpx-style client library sees: the transport and the response body.
+
+Written once, against the API that httpx and httpx2 share. Each flavour module combines these
+mixins with its own library's base classes (httpx2's client checks `isinstance` against its
+own `AsyncByteStream`, and anthropic refuses any httpx class in a transport's MRO), and hands
+in a `Flavor` naming its exception classes. The mixins themselves import neither library.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncIterator
+from types import ModuleType
+from typing import Any, ClassVar
+
+from ._exchange import CoreProtocolError, CoreReadTimeout, CoreStreamClosed, Engine, Exchange
+from ._types import ASGIApp
+
+__all__ = ["DEFAULT_MAX_BUFFERED_CHUNKS", "Flavor", "ResponseBody", "Route", "TransportCore"]
+
+# Bounds how many chunks the app runs ahead of a slow consumer (contract 5).
+DEFAULT_MAX_BUFFERED_CHUNKS = 8
+
+# What `_route` returns: path, raw_path, scope extensions, and the context the app runs in.
+Route = tuple[str, bytes, dict[str, Any], contextvars.Context]
+
+
+class Flavor:
+    """The classes of one client library (httpx or httpx2) that responses and errors use."""
+
+    def __init__(self, module: ModuleType, body_class: type[ResponseBody]) -> None:
+        self.name: str = module.__name__
+        self.response_class: Any = module.Response
+        self.read_timeout: Any = module.ReadTimeout
+        self.remote_protocol_error: Any = module.RemoteProtocolError
+        self.stream_closed: Any = module.StreamClosed
+        self.request_not_read: Any = module.RequestNotRead
+        self.body_class = body_class
+
+    def translate(self, exc: Exception, request: Any) -> BaseException:
+        """The client-flavoured exception for a core error."""
+        if isinstance(exc, CoreReadTimeout):
+            return self.read_timeout(str(exc), request=request)  # type: ignore[no-any-return]
+        if isinstance(exc, CoreProtocolError):
+            error: BaseException = self.remote_protocol_error(str(exc), request=request)
+            error.__cause__ = exc.__cause__
+            return error
+        return self.stream_closed()  # type: ignore[no-any-return]
+
+
+_CORE_ERRORS = (CoreReadTimeout, CoreProtocolError, CoreStreamClosed)
+
+
+class ResponseBody:
+    """The response body as an `AsyncByteStream`: chunks as the app sends them."""
+
+    flavor: ClassVar[Flavor]
+
+    __slots__ = ("_exchange", "_request")
+
+    def __init__(self, exchange: Exchange, request: Any) -> None:
+        self._exchange = exchange
+        self._request = request
+
+    # Not an async generator: iterating again after a `break` resumes where it stopped
+    # (contract 5) and leaves nothing suspended to clean up.
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._exchange.next_chunk()
+        except _CORE_ERRORS as exc:
+            raise self.flavor.translate(exc, self._request) from exc.__cause__
+
+    async def aclose(self) -> None:
+        await self._exchange.aclose()
+
+    def __del__(self) -> None:
+        self._exchange.abandon()
+
+
+class TransportCore:
+    """A streaming replacement for `ASGITransport`, written once for both flavours."""
+
+    flavor: ClassVar[Flavor]
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        raise_app_exceptions: bool = True,
+        root_path: str = "",
+        client: tuple[str, int] = ("127.0.0.1", 123),
+        disconnect_grace: float = 1.0,
+        max_buffered_chunks: int = DEFAULT_MAX_BUFFERED_CHUNKS,
+    ) -> None:
+        self._engine = Engine(
+            app,
+            raise_app_exceptions=raise_app_exceptions,
+            root_path=root_path,
+            client=client,
+            disconnect_grace=disconnect_grace,
+            max_buffered_chunks=max_buffered_chunks,
+        )
+
+    @property
+    def app(self) -> ASGIApp:
+        return self._engine.app
+
+    @property
+    def raise_app_exceptions(self) -> bool:
+        return self._engine.raise_app_exceptions
+
+    @property
+    def root_path(self) -> str:
+        return self._engine.root_path
+
+    @property
+    def client(self) -> tuple[str, int]:
+        return self._engine.client
+
+    def _route(self, request: Any) -> Route:
+        url = request.url
+        raw_path: bytes = url.raw_path.split(b"?", 1)[0]
+        return url.path, raw_path, {}, contextvars.copy_context()
+
+    async def handle_async_request(self, request: Any) -> Any:
+        path, raw_path, extensions, context = self._route(request)
+        flavor = self.flavor
+        url = request.url
+        engine = self._engine
+        scope = engine.scope(
+            method=request.method,
+            scheme=url.scheme,
+            host=url.host,
+            port=url.port,
+            path=path,
+            raw_path=raw_path,
+            query=url.query,
+            headers=[(name.lower(), value) for name, value in request.headers.raw],
+            extensions=extensions,
+        )
+        try:
+            body = request.content  # already in memory: handed over as one message, no copy
+        except flavor.request_not_read:
+            body = request.stream
+        timeout = request.extensions.get("timeout")
+        read_timeout = timeout.get("read") if timeout else None
+        try:
+            exchange = await engine.open(scope, body, read_timeout=read_timeout, context=context)
+        except _CORE_ERRORS as exc:
+            raise flavor.translate(exc, request) from exc.__cause__
+        return flavor.response_class(
+            exchange.status,
+            headers=exchange.headers,
+            stream=flavor.body_class(exchange, request),
+        )
+
+    async def aclose(self) -> None:
+        """Cancel and await every app task this transport still runs."""
+        await self._engine.aclose()

@@ -1,0 +1,106 @@
+"""Who is calling: the request's source and the caller's delegated API key id.
+
+Both live in context variables, so they follow a request into the app and into every task
+the app starts, and concurrent requests never see each other's values (contract section 4).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+
+__all__ = [
+    "Source",
+    "check_delegated_api_key_id",
+    "check_source",
+    "delegated_api_key_id_from_context",
+    "source_from_context",
+    "with_delegated_api_key_id",
+    "with_source",
+]
+
+
+class Source(StrEnum):
+    """Where a request comes from. Informational only: nothing behaves differently by it.
+
+    A Source is a `str`; any non-empty string is accepted wherever a Source is.
+    """
+
+    AGENTS = "agents"
+
+
+_source: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "aibridge_transport.source", default=None
+)
+_delegated_api_key_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "aibridge_transport.delegated_api_key_id", default=None
+)
+
+
+def _has_control_character(value: str) -> bool:
+    return any(ord(char) < 0x20 or ord(char) == 0x7F for char in value)
+
+
+def check_source(source: object) -> str:
+    """Return `source` as a plain `str`, or raise `ValueError`/`TypeError` saying why not."""
+    if not isinstance(source, str):
+        raise TypeError(f"source must be a str, not {type(source).__name__}")
+    if not source:
+        raise ValueError("source is required (a non-empty string)")
+    if _has_control_character(source):
+        raise ValueError(f"source {source!r} holds a control character")
+    return str(source)
+
+
+def check_delegated_api_key_id(key_id: object) -> str:
+    """Return `key_id` as a plain `str`, or raise `ValueError`/`TypeError` saying why not.
+
+    The empty string is accepted here and means "no key" to the getter.
+    """
+    if not isinstance(key_id, str):
+        raise TypeError(f"delegated API key id must be a str, not {type(key_id).__name__}")
+    if _has_control_character(key_id):
+        raise ValueError("delegated API key id holds a control character")
+    return str(key_id)
+
+
+@contextmanager
+def with_source(source: Source | str) -> Iterator[None]:
+    """Set the current source for the block."""
+    token = _source.set(check_source(source))
+    try:
+        yield
+    finally:
+        _source.reset(token)
+
+
+def source_from_context() -> str | None:
+    """The current source, or `None` when unset."""
+    return _source.get()
+
+
+@contextmanager
+def with_delegated_api_key_id(key_id: str) -> Iterator[None]:
+    """Set the caller's delegated API key id for the block."""
+    token = _delegated_api_key_id.set(check_delegated_api_key_id(key_id))
+    try:
+        yield
+    finally:
+        _delegated_api_key_id.reset(token)
+
+
+def delegated_api_key_id_from_context() -> str | None:
+    """The caller's delegated API key id, or `None` when unset or empty."""
+    return _delegated_api_key_id.get() or None
+
+
+def identity_context(
+    base: contextvars.Context, source: str | None, key_id: str | None
+) -> contextvars.Context:
+    """A copy of `base` in which the identity variables hold `source` and `key_id`."""
+    context = base.copy()
+    context.run(_source.set, source)
+    context.run(_delegated_api_key_id.set, key_id)
+    return context

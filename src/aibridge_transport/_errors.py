@@ -1,0 +1,78 @@
+"""The library's own errors.
+
+```
+AIBridgeTransportError
+├── BridgeNotRegisteredError
+├── MissingDelegatedAPIKeyError
+├── GatewayKeyMismatchError
+├── RedirectRefusedError
+├── InvalidProviderNameError (also a ValueError)
+└── PathOutsideProviderError (also a ValueError)
+```
+
+Everything else a request can raise is an exception of the client's own flavour
+(httpx or httpx2), or the app's own exception where the raise mode asks for it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AIBridgeTransportError",
+    "BridgeNotRegisteredError",
+    "GatewayKeyMismatchError",
+    "InvalidProviderNameError",
+    "MissingDelegatedAPIKeyError",
+    "PathOutsideProviderError",
+    "RedirectRefusedError",
+]
+
+
+class AIBridgeTransportError(Exception):
+    """Base class of every error this library raises itself."""
+
+
+class BridgeNotRegisteredError(AIBridgeTransportError):
+    """The factory has no bridge app to hand requests to."""
+
+    def __init__(self) -> None:
+        super().__init__("aibridge app not registered")
+
+
+class MissingDelegatedAPIKeyError(AIBridgeTransportError):
+    """A request was made without a delegated API key id on the caller's context."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no delegated API key id on the caller's context: wrap the call in "
+            "`with with_delegated_api_key_id(key_id):`"
+        )
+
+
+class GatewayKeyMismatchError(AIBridgeTransportError):
+    """The standalone bridge refused the gateway key this factory sent."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the standalone bridge refused the gateway key (401 gateway_key_mismatch): "
+            "the caller's and the bridge's gateway keys differ"
+        )
+
+
+class RedirectRefusedError(AIBridgeTransportError):
+    """The standalone bridge answered with a redirect, which is never followed."""
+
+    def __init__(self, status_code: int, location: str | None) -> None:
+        self.status_code = status_code
+        self.location = location
+        super().__init__(
+            f"the bridge answered {status_code} redirect to {location!r}; "
+            "redirects are refused so that identity headers never leave the bridge"
+        )
+
+
+class InvalidProviderNameError(AIBridgeTransportError, ValueError):
+    """A provider name that is not exactly one path segment."""
+
+
+class PathOutsideProviderError(AIBridgeTransportError, ValueError):
+    """A request path that would leave `/api/v2/aibridge/<provider>/`."""

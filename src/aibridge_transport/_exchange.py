@@ -1,0 +1,532 @@
+"""One request/response exchange with an ASGI app: the flavour-free core.
+
+The app runs in its own task (see `_backend`). Its `send()` feeds an anyio memory object
+stream that carries the response start and then each body chunk; the consumer reads the
+stream. The buffer bounds how far the app runs ahead of a slow consumer (contract 5). When the
+consumer leaves, the app is disconnected the way uvicorn does it at ASGI spec 2.3: `receive()`
+answers `http.disconnect`, `send()` becomes a silent no-op, and after a grace period the app's
+task is cancelled (contract 6). What the app does wrong is mapped by the table in contract 7.
+
+Nothing here knows httpx or httpx2: errors leave as the `Core*` exceptions below, which the
+adapters translate into the client's own flavour.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import math
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Any, Final
+
+import anyio
+
+from ._backend import spawn_detached
+from ._types import ASGIApp, Message, Scope
+
+__all__ = [
+    "CoreProtocolError",
+    "CoreReadTimeout",
+    "CoreStreamClosed",
+    "Engine",
+    "Exchange",
+]
+
+logger = logging.getLogger("aibridge_transport")
+
+_INTERNAL_SERVER_ERROR: Final = b"Internal Server Error"
+_ERROR_HEADERS: Final = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", str(len(_INTERNAL_SERVER_ERROR)).encode()),
+]
+_DISCONNECT: Final[Message] = {"type": "http.disconnect"}
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+# Response states, as the app's send() moves through them.
+_INIT, _STARTED, _COMPLETE = 0, 1, 2
+
+
+class CoreReadTimeout(Exception):
+    """The read timeout passed while waiting for the response start or a body chunk."""
+
+
+class CoreProtocolError(Exception):
+    """The response cannot be completed (the app failed or stopped after the start)."""
+
+
+class CoreStreamClosed(Exception):
+    """The body was read after the consumer closed it."""
+
+
+def _is_fatal(exc: BaseException) -> bool:
+    return isinstance(exc, KeyboardInterrupt | SystemExit)
+
+
+def _check_headers(headers: object) -> list[tuple[bytes, bytes]]:
+    if not isinstance(headers, list | tuple):
+        raise RuntimeError(
+            f"ASGI 'http.response.start' headers must be a list of (bytes, bytes) pairs, "
+            f"got {type(headers).__name__}"
+        )
+    checked: list[tuple[bytes, bytes]] = []
+    for header in headers:
+        if (
+            not isinstance(header, list | tuple)
+            or len(header) != 2
+            or not isinstance(header[0], bytes)
+            or not isinstance(header[1], bytes)
+        ):
+            raise RuntimeError(
+                f"ASGI 'http.response.start' header {header!r} is not a (bytes, bytes) pair"
+            )
+        name, value = header
+        if not name or any(byte <= 0x20 or byte in b'()<>@,;:\\"/[]?={}\x7f' for byte in name):
+            raise RuntimeError(f"ASGI response header name {name!r} is not a valid token")
+        if b"\r" in value or b"\n" in value or b"\x00" in value:
+            raise RuntimeError(f"ASGI response header {name!r} has CR, LF or NUL in its value")
+        checked.append((name, value))
+    return checked
+
+
+def _check_status(status: object) -> int:
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        raise RuntimeError(
+            f"ASGI 'http.response.start' status must be an int from 100 to 599, got {status!r}"
+        )
+    return status
+
+
+class Engine:
+    """What every exchange of one transport shares: the app, its options, the live exchanges."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        raise_app_exceptions: bool,
+        root_path: str,
+        client: tuple[str, int],
+        disconnect_grace: float,
+        max_buffered_chunks: int,
+        log_label: str = "",
+        lifespan_state: Callable[[], dict[str, Any] | None] | None = None,
+        hidden_errors: list[BaseException] | None = None,
+    ) -> None:
+        if disconnect_grace < 0 or math.isnan(disconnect_grace):
+            raise ValueError(f"disconnect_grace must be >= 0 seconds, got {disconnect_grace!r}")
+        if max_buffered_chunks < 0:
+            raise ValueError(f"max_buffered_chunks must be >= 0, got {max_buffered_chunks!r}")
+        self.app = app
+        self.raise_app_exceptions = raise_app_exceptions
+        self.root_path = root_path
+        self.client = client
+        self.disconnect_grace = disconnect_grace
+        self.max_buffered_chunks = max_buffered_chunks
+        self.log_label = log_label
+        self.lifespan_state = lifespan_state
+        # Strict mode: exceptions a 500 (or a log line) hid from the client are kept here.
+        self.hidden_errors = hidden_errors
+        self.live: set[Exchange] = set()
+
+    def scope(
+        self,
+        *,
+        method: str,
+        scheme: str,
+        host: str,
+        port: int | None,
+        path: str,
+        raw_path: bytes,
+        query: bytes,
+        headers: list[tuple[bytes, bytes]],
+        extensions: dict[str, Any],
+    ) -> Scope:
+        state = self.lifespan_state() if self.lifespan_state is not None else None
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": scheme,
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "root_path": self.root_path,
+            "headers": headers,
+            "server": (host, port if port is not None else _DEFAULT_PORTS.get(scheme, 80)),
+            "client": self.client,
+            "state": dict(state) if state is not None else {},
+            "extensions": extensions,
+        }
+
+    async def open(
+        self,
+        scope: Scope,
+        body: bytes | AsyncIterable[bytes],
+        *,
+        read_timeout: float | None,
+        context: contextvars.Context,
+    ) -> Exchange:
+        """Run the app for `scope` and return the exchange once the response has started."""
+        exchange = Exchange(self, scope, body, read_timeout)
+        self.live.add(exchange)
+        exchange.task = spawn_detached(exchange.run, context)
+        await exchange.wait_start()
+        return exchange
+
+    def note_hidden(self, exc: BaseException) -> None:
+        if self.hidden_errors is not None:
+            self.hidden_errors.append(exc)
+
+    async def aclose(self) -> None:
+        """Cancel every app task still running and wait until each has ended."""
+        exchanges = list(self.live)
+        for exchange in exchanges:
+            exchange.disconnect()
+            exchange.cancel_scope.cancel()
+        for exchange in exchanges:
+            await exchange.wait_finished()
+
+
+class Exchange:
+    """One request/response with the app: its task, its `receive`/`send`, the body reader."""
+
+    __slots__ = (
+        "_body",
+        "_body_iterator",
+        "_consumer_closed",
+        "_finished",
+        "_recv",
+        "_send",
+        "_tail",
+        "_wake_receive",
+        "app_done",
+        "cancel_scope",
+        "disconnected",
+        "engine",
+        "error",
+        "headers",
+        "read_timeout",
+        "request_complete",
+        "scope",
+        "state",
+        "status",
+        "task",
+    )
+
+    def __init__(
+        self,
+        engine: Engine,
+        scope: Scope,
+        body: bytes | AsyncIterable[bytes],
+        read_timeout: float | None,
+    ) -> None:
+        self.engine = engine
+        self.scope = scope
+        self.read_timeout = read_timeout
+        self._body = body
+        self._body_iterator: AsyncIterator[bytes] | None = None
+        self.request_complete = False
+        # Items: first the (status, headers) start, then bytes chunks; closed at the end.
+        self._send, self._recv = anyio.create_memory_object_stream[object](
+            engine.max_buffered_chunks
+        )
+        self.state = _INIT
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.disconnected = False
+        self._consumer_closed = False
+        self.app_done = False
+        self.error: BaseException | None = None
+        self.cancel_scope = anyio.CancelScope()
+        self._finished: anyio.Event | None = None
+        self._wake_receive: anyio.Event | None = None
+        self._tail: list[bytes] = []
+        self.task: object = None
+
+    # -- the app's side ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            with self.cancel_scope:
+                try:
+                    await self.engine.app(self.scope, self.receive, self.send)
+                except Exception as exc:
+                    self._app_raised(exc)
+                except (KeyboardInterrupt, SystemExit) as exc:
+                    # Never a 500, never swallowed: handed to the consumer (contract 7).
+                    self.error = exc
+                else:
+                    self._app_returned()
+                await self._close_request_body()
+        finally:
+            self._finish()
+
+    async def receive(self) -> Message:
+        if self.disconnected:
+            return _DISCONNECT
+        if not self.request_complete:
+            body = self._body
+            if isinstance(body, bytes):
+                self.request_complete = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            if self._body_iterator is None:
+                self._body_iterator = aiter(body)
+            async for chunk in self._body_iterator:
+                if chunk:
+                    return {"type": "http.request", "body": bytes(chunk), "more_body": True}
+            self.request_complete = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        if self.state != _COMPLETE:
+            # Nothing more to read: wait until the client leaves or the response completes.
+            if self._wake_receive is None:
+                self._wake_receive = anyio.Event()
+            await self._wake_receive.wait()
+        return _DISCONNECT
+
+    async def send(self, message: Message) -> None:
+        # The order is checked even after a disconnect, so a broken app fails the same way.
+        kind = message.get("type")
+        if self.state == _STARTED:
+            if kind != "http.response.body":
+                if kind == "http.response.start":
+                    raise RuntimeError("ASGI app sent 'http.response.start' twice")
+                raise RuntimeError(f"ASGI app sent {kind!r} while sending the response body")
+            body = message.get("body", b"")
+            if not isinstance(body, bytes | bytearray | memoryview):
+                raise RuntimeError(
+                    f"ASGI 'http.response.body' body must be bytes, got {type(body).__name__}"
+                )
+            more_body = bool(message.get("more_body", False))
+            if not more_body:
+                self.state = _COMPLETE
+            if self.disconnected:
+                return
+            if body and self.scope["method"] != "HEAD":
+                await self._put(bytes(body) if not isinstance(body, bytes) else body)
+            if not more_body:
+                self._send.close()  # EOF now, even if the app keeps running (contract 5)
+                self._wake()
+        elif self.state == _INIT:
+            if kind != "http.response.start":
+                raise RuntimeError(
+                    f"ASGI app sent {kind!r} before 'http.response.start'"
+                    if kind == "http.response.body"
+                    else f"ASGI app sent unknown message type {kind!r}; "
+                    "expected 'http.response.start'"
+                )
+            self.status = _check_status(message.get("status"))
+            self.headers = _check_headers(message.get("headers", []))
+            self.state = _STARTED
+            if not self.disconnected:
+                await self._put(None)
+        else:
+            raise RuntimeError(f"ASGI app sent {kind!r} after the response was complete")
+
+    async def _put(self, item: bytes | None) -> None:
+        # Trying without waiting first spares a trip through the event loop per chunk.
+        try:
+            self._send.send_nowait(item)
+            return
+        except anyio.WouldBlock:
+            pass
+        except anyio.BrokenResourceError:
+            return  # the consumer left: send() is a no-op, as under uvicorn
+        try:
+            await self._send.send(item)
+        except anyio.BrokenResourceError:
+            return
+
+    def _describe(self) -> str:
+        label = self.engine.log_label
+        return f"{self.scope['method']} {self.scope['path']}" + (f" ({label})" if label else "")
+
+    def _app_raised(self, exc: Exception) -> None:
+        self.error = exc
+        engine = self.engine
+        if self.state == _INIT:
+            if not engine.raise_app_exceptions:
+                logger.error(
+                    "ASGI app raised before starting the response to %s; answering 500",
+                    self._describe(),
+                    exc_info=exc,
+                )
+                engine.note_hidden(exc)
+        elif self.state == _STARTED:
+            if not engine.raise_app_exceptions:
+                logger.error(
+                    "ASGI app raised after starting the response to %s",
+                    self._describe(),
+                    exc_info=exc,
+                )
+        elif not engine.raise_app_exceptions or self._consumer_closed:
+            logger.error(
+                "ASGI app raised after completing the response to %s",
+                self._describe(),
+                exc_info=exc,
+            )
+            engine.note_hidden(exc)
+
+    def _app_returned(self) -> None:
+        if self.state == _INIT:
+            error = RuntimeError("ASGI app returned without starting the response")
+            self.error = error
+            if not self.engine.raise_app_exceptions:
+                logger.error(
+                    "ASGI app returned without starting response to %s; answering 500",
+                    self._describe(),
+                )
+                self.engine.note_hidden(error)
+
+    async def _close_request_body(self) -> None:
+        iterator = self._body_iterator
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None and not self.request_complete:
+            try:
+                await aclose()
+            except Exception:
+                logger.debug("closing the request body raised", exc_info=True)
+
+    def _finish(self) -> None:
+        self.app_done = True
+        self._send.close()
+        self._wake()
+        self.engine.live.discard(self)
+        if self._finished is not None:
+            self._finished.set()
+
+    def _wake(self) -> None:
+        if self._wake_receive is not None:
+            self._wake_receive.set()
+
+    # -- the consumer's side ----------------------------------------------------------------
+
+    async def wait_start(self) -> None:
+        try:
+            item = await self._next_item()
+        except BaseException:
+            self.disconnect()
+            raise
+        if item is _EOF:
+            self._start_failed()
+        # The first item is always the start marker: the app's send() puts nothing else first.
+
+    def _start_failed(self) -> None:
+        error = self.error
+        self._recv.close()
+        if error is not None and _is_fatal(error):
+            raise error
+        if self.engine.raise_app_exceptions:
+            if error is None:  # cancelled before it started: only when the transport closed
+                raise CoreProtocolError("the transport closed before the app started a response")
+            raise error
+        self.status = 500
+        self.headers = list(_ERROR_HEADERS)
+        self._tail.append(_INTERNAL_SERVER_ERROR)
+        self.state = _COMPLETE
+
+    async def _next_item(self) -> object:
+        try:
+            return self._recv.receive_nowait()
+        except anyio.WouldBlock:
+            pass
+        except anyio.EndOfStream:
+            return _EOF
+        except anyio.ClosedResourceError:
+            raise CoreStreamClosed from None
+        timeout = self.read_timeout
+        try:
+            if timeout is None:
+                return await self._recv.receive()
+            with anyio.fail_after(timeout):
+                return await self._recv.receive()
+        except anyio.EndOfStream:
+            return _EOF
+        except anyio.ClosedResourceError:
+            raise CoreStreamClosed from None
+        except TimeoutError:
+            self.disconnect()
+            raise CoreReadTimeout(f"no response data from the app within {timeout} s") from None
+        except BaseException:
+            self.disconnect()  # the caller was cancelled: the app must not run on (contract 6)
+            raise
+
+    async def next_chunk(self) -> bytes:
+        """The next body chunk; `StopAsyncIteration` at the end of the body."""
+        if self._tail:
+            return self._tail.pop(0)
+        if self._consumer_closed:
+            raise CoreStreamClosed
+        item = await self._next_item()
+        if item is _EOF:
+            self._end_of_body()
+        assert isinstance(item, bytes)
+        return item
+
+    def _end_of_body(self) -> None:
+        self._recv.close()
+        error = self.error
+        if error is not None and _is_fatal(error):
+            raise error
+        if self.state == _COMPLETE:
+            raise StopAsyncIteration
+        if error is not None:
+            raise CoreProtocolError(
+                "the ASGI app raised after starting the response; the body is incomplete"
+            ) from error
+        if self.app_done:
+            raise CoreProtocolError(
+                "incomplete response: the ASGI app returned without sending the final body"
+            )
+        raise CoreProtocolError("incomplete response: the app was cancelled")
+
+    async def aclose(self) -> None:
+        """Close the body: disconnect the app without waiting for it, except in raise mode."""
+        if self._consumer_closed:
+            return
+        self._consumer_closed = True
+        engine = self.engine
+        wait = engine.raise_app_exceptions or engine.hidden_errors is not None
+        if wait and self.state == _COMPLETE and not self.app_done:
+            # So an exception raised after the final body surfaces here (contract 7).
+            with anyio.move_on_after(engine.disconnect_grace):
+                await self.wait_finished()
+        self.disconnect()
+        error = self.error
+        if error is not None and self.state == _COMPLETE and self.app_done:
+            if _is_fatal(error) or engine.raise_app_exceptions:
+                self.error = None  # raised once
+                raise error
+
+    def disconnect(self) -> None:
+        """Tell the app the client is gone; cancel its task after the grace period. Sync."""
+        if self.disconnected:
+            return
+        self.disconnected = True
+        self._recv.close()
+        self._wake()
+        if not self.app_done:
+            deadline = anyio.current_time() + self.engine.disconnect_grace
+            if deadline < self.cancel_scope.deadline:
+                self.cancel_scope.deadline = deadline
+
+    def abandon(self) -> None:
+        """The response was garbage-collected without being closed (contract 6)."""
+        if self._consumer_closed or self.disconnected:
+            return
+        self._consumer_closed = True
+        try:
+            self.disconnect()
+        except Exception:  # no event loop any more (interpreter exit): nothing left to stop
+            self.disconnected = True
+            self._recv.close()
+
+    async def wait_finished(self) -> None:
+        if self.app_done:
+            return
+        if self._finished is None:
+            self._finished = anyio.Event()
+        await self._finished.wait()
+
+
+_EOF: Final = object()

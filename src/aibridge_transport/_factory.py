@@ -1,0 +1,167 @@
+"""The aibridge rules and the in-process factory (contract sections 2, 3, 4 and 8)."""
+
+from __future__ import annotations
+
+import contextvars
+import weakref
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self
+
+from ._adapter import DEFAULT_MAX_BUFFERED_CHUNKS, Route, TransportCore
+from ._context import Source, check_source, delegated_api_key_id_from_context
+from ._context import identity_context as _identity_context
+from ._errors import BridgeNotRegisteredError, MissingDelegatedAPIKeyError
+from ._exchange import Engine
+from ._lifespan import Lifespan
+from ._paths import bridge_path, validate_provider_name
+from ._types import ASGIApp
+
+__all__ = ["AIBridgeRoute", "Flavour", "InProcessTransportFactory", "TransportFactory"]
+
+Flavour = Literal["httpx", "httpx2"]
+
+
+class TransportFactory(Protocol):
+    """Hands out a transport per provider and source; in-process or over HTTP."""
+
+    def transport_for(self, provider_name: str, source: Source | str) -> Any: ...
+
+
+class AIBridgeRoute(TransportCore):
+    """The aibridge rules on top of the generic transport: path, identity, extensions."""
+
+    def __init__(self, engine: Engine, provider: str, source: str) -> None:
+        self._engine = engine
+        self._provider = provider
+        self._source = source
+
+    def _route(self, request: Any) -> Route:
+        key_id = delegated_api_key_id_from_context()
+        if key_id is None:
+            raise MissingDelegatedAPIKeyError()
+        raw_path = request.url.raw_path.split(b"?", 1)[0].decode("ascii")
+        placed = bridge_path(self._provider, raw_path)
+        extensions = {
+            "aibridge": {
+                "provider": self._provider,
+                "source": self._source,
+                "delegated_api_key_id": key_id,
+            }
+        }
+        context = _identity_context(contextvars.copy_context(), self._source, key_id)
+        return placed.path, placed.raw_path, extensions, context
+
+
+def _transport_class(flavour: str) -> type[AIBridgeRoute]:
+    if flavour == "httpx":
+        from ._httpx import StreamingASGITransport as Base
+    elif flavour == "httpx2":
+        from .httpx2 import StreamingASGITransport as Base  # type: ignore[assignment]
+    else:
+        raise ValueError(f"flavor must be 'httpx' or 'httpx2', got {flavour!r}")
+    cached = _AIBRIDGE_CLASSES.get(flavour)
+    if cached is None:
+        cached = type(f"AIBridgeTransport[{flavour}]", (AIBridgeRoute, Base), {})
+        _AIBRIDGE_CLASSES[flavour] = cached
+    return cached
+
+
+_AIBRIDGE_CLASSES: dict[str, type[AIBridgeRoute]] = {}
+
+
+class InProcessTransportFactory:
+    """
+    Hands out transports that run the AI bridge app in this process, streaming.
+
+    ```python
+    factory = InProcessTransportFactory(bridge_app)
+    with with_delegated_api_key_id(key_id):
+        client = httpx.AsyncClient(transport=factory.transport_for("openai", Source.AGENTS))
+    ```
+
+    Use `async with factory:` to run the app's lifespan around its use.
+
+    Arguments:
+        app: The bridge's ASGI app, or `None` while no bridge is registered.
+        raise_app_exceptions: Raise the app's exceptions from requests instead of answering
+            500 (the default is 500, as a server would).
+        strict: Keep the exceptions that a 500 hid and raise the first at `aclose()` / exit.
+        disconnect_grace: Seconds an app may run on after its client left.
+        max_buffered_chunks: How many body chunks the app may run ahead of the reader.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp | None,
+        *,
+        raise_app_exceptions: bool = False,
+        strict: bool = False,
+        disconnect_grace: float = 1.0,
+        max_buffered_chunks: int = DEFAULT_MAX_BUFFERED_CHUNKS,
+    ) -> None:
+        self.app = app
+        self.raise_app_exceptions = raise_app_exceptions
+        self.disconnect_grace = disconnect_grace
+        self.max_buffered_chunks = max_buffered_chunks
+        self.hidden_app_exceptions: list[BaseException] | None = [] if strict else None
+        self._lifespan: Lifespan | None = None
+        self._transports: weakref.WeakSet[AIBridgeRoute] = weakref.WeakSet()
+
+    def _state(self) -> dict[str, Any] | None:
+        return self._lifespan.state if self._lifespan is not None else None
+
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Flavour = "httpx"
+    ) -> Any:
+        """A transport for `provider_name` (one path segment), tagged with `source`.
+
+        `flavor="httpx"` gives an `httpx.AsyncBaseTransport`, `flavor="httpx2"` one for
+        `httpx2.AsyncClient` with no httpx class in its MRO.
+        """
+        if self.app is None:
+            raise BridgeNotRegisteredError()
+        provider = validate_provider_name(provider_name)
+        source_name = check_source(source)
+        engine = Engine(
+            self.app,
+            raise_app_exceptions=self.raise_app_exceptions,
+            root_path="",
+            client=("127.0.0.1", 123),
+            disconnect_grace=self.disconnect_grace,
+            max_buffered_chunks=self.max_buffered_chunks,
+            log_label=f"provider={provider} source={source_name}",
+            lifespan_state=self._state,
+            hidden_errors=self.hidden_app_exceptions,
+        )
+        transport = _transport_class(flavor)(engine, provider, source_name)
+        self._transports.add(transport)
+        return transport
+
+    async def __aenter__(self) -> Self:
+        if self.app is None:
+            raise BridgeNotRegisteredError()
+        lifespan = Lifespan(self.app)
+        await lifespan.start()
+        self._lifespan = lifespan
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every transport handed out, run lifespan shutdown, then (strict) raise."""
+        for transport in list(self._transports):
+            await transport.aclose()
+        lifespan, self._lifespan = self._lifespan, None
+        if lifespan is not None:
+            await lifespan.stop()
+        hidden = self.hidden_app_exceptions
+        if hidden:
+            first = hidden[0]
+            hidden.clear()
+            raise first

@@ -1,0 +1,43 @@
+"""The httpx flavour."""
+
+from __future__ import annotations
+
+import httpx
+
+from ._adapter import Flavor, ResponseBody, TransportCore
+
+__all__ = ["StreamingASGITransport"]
+
+
+class _Body(ResponseBody, httpx.AsyncByteStream):
+    __slots__ = ()
+
+
+class StreamingASGITransport(TransportCore, httpx.AsyncBaseTransport):
+    """
+    A drop-in replacement for `httpx.ASGITransport` that streams the response.
+
+    The response is returned as soon as the app sends `http.response.start`, and each body
+    chunk reaches the reader as the app sends it.
+
+    ```python
+    transport = StreamingASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        async with client.stream("GET", "/events") as response:
+            async for chunk in response.aiter_bytes():
+                ...
+    ```
+
+    Arguments:
+        app: The ASGI application.
+        raise_app_exceptions: Raise the app's exception from the request (the default), or
+            answer `500 Internal Server Error` when the app fails before the response starts.
+        root_path: The root path on which the ASGI application is mounted.
+        client: A two-tuple indicating the client IP and port of incoming requests.
+        disconnect_grace: Seconds an app may run on after the client left before its task
+            is cancelled.
+        max_buffered_chunks: How many body chunks the app may run ahead of the reader.
+    """
+
+
+_Body.flavor = StreamingASGITransport.flavor = Flavor(httpx, _Body)

@@ -1,0 +1,114 @@
+"""The ASGI lifespan protocol, run for the in-process factory (contract section 8)."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from typing import Any
+
+import anyio
+
+from ._backend import spawn_detached
+from ._errors import AIBridgeTransportError
+from ._types import ASGIApp, Message
+
+__all__ = ["Lifespan", "LifespanError"]
+
+logger = logging.getLogger("aibridge_transport")
+
+
+class LifespanError(AIBridgeTransportError):
+    """The app's lifespan startup or shutdown failed."""
+
+
+class Lifespan:
+    """Runs an app's lifespan in a task of its own: startup on `start()`, shutdown on `stop()`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.state: dict[str, Any] = {}
+        self.supported = True
+        self._to_app_send, self._to_app = anyio.create_memory_object_stream[Message](1)
+        self._from_app_send, self._from_app = anyio.create_memory_object_stream[Message | None](1)
+        self._error: BaseException | None = None
+        self._done = anyio.Event()
+        self._cancel_scope = anyio.CancelScope()
+
+    async def _run(self) -> None:
+        scope = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": "2.0"},
+            "state": self.state,
+        }
+        try:
+            with self._cancel_scope, self._from_app_send:
+                try:
+                    await self.app(scope, self._receive, self._send)
+                except Exception as exc:
+                    self._error = exc
+        finally:
+            self._to_app.close()
+            self._done.set()
+
+    async def _receive(self) -> Message:
+        try:
+            return await self._to_app.receive()
+        except anyio.EndOfStream:  # stop() gave up waiting: nothing more will come
+            return {"type": "lifespan.shutdown"}
+
+    async def _send(self, message: Message) -> None:
+        try:
+            await self._from_app_send.send(message)
+        except anyio.BrokenResourceError:
+            pass
+
+    async def _reply(self) -> Message | None:
+        try:
+            return await self._from_app.receive()
+        except anyio.EndOfStream:
+            return None  # the app returned or raised without answering
+
+    async def start(self) -> None:
+        spawn_detached(self._run, contextvars.copy_context())
+        await self._to_app_send.send({"type": "lifespan.startup"})
+        reply = await self._reply()
+        if reply is None:
+            # An app that raises or returns at once does not speak lifespan: tolerated,
+            # as uvicorn's `lifespan="auto"` does.
+            self.supported = False
+            await self._done.wait()
+            self._close_streams()
+            if self._error is not None:
+                logger.info("ASGI app does not support lifespan (%r); going on", self._error)
+            return
+        if reply["type"] == "lifespan.startup.failed":
+            await self._finish()
+            raise LifespanError(f"lifespan startup failed: {reply.get('message', '')}")
+        if reply["type"] != "lifespan.startup.complete":
+            await self._finish()
+            raise LifespanError(f"unexpected lifespan message {reply['type']!r} at startup")
+
+    async def stop(self) -> None:
+        if not self.supported:
+            return
+        try:
+            await self._to_app_send.send({"type": "lifespan.shutdown"})
+        except anyio.BrokenResourceError:
+            pass
+        reply = await self._reply()
+        await self._finish()
+        if reply is None:
+            if self._error is not None:
+                raise LifespanError(f"lifespan shutdown raised: {self._error!r}") from self._error
+            return
+        if reply["type"] == "lifespan.shutdown.failed":
+            raise LifespanError(f"lifespan shutdown failed: {reply.get('message', '')}")
+
+    async def _finish(self) -> None:
+        self._to_app_send.close()
+        await self._done.wait()
+        self._close_streams()
+
+    def _close_streams(self) -> None:
+        self._to_app_send.close()
+        self._from_app.close()

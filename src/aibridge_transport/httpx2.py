@@ -1,0 +1,33 @@
+"""The httpx2 flavour: the same transport for `httpx2.AsyncClient`.
+
+Needs the `httpx2` extra. Nothing here has an httpx class in its MRO, so SDKs that refuse
+httpx objects accept it.
+"""
+
+from __future__ import annotations
+
+try:
+    import httpx2
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "the httpx2 flavour needs the httpx2 package: pip install 'aibridge-transport[httpx2]'"
+    ) from exc
+
+from ._adapter import Flavor, ResponseBody, TransportCore
+
+__all__ = ["StreamingASGITransport"]
+
+
+class _Body(ResponseBody, httpx2.AsyncByteStream):
+    __slots__ = ()
+
+
+class StreamingASGITransport(TransportCore, httpx2.AsyncBaseTransport):
+    """
+    A drop-in replacement for `httpx2.ASGITransport` that streams the response.
+
+    Arguments are those of `aibridge_transport.StreamingASGITransport`.
+    """
+
+
+_Body.flavor = StreamingASGITransport.flavor = Flavor(httpx2, _Body)
