@@ -62,6 +62,18 @@ def _is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, KeyboardInterrupt | SystemExit)
 
 
+def _header_bytes(part: object, header: object) -> bytes:
+    # bytes per the ASGI spec; str tolerated as httpx.ASGITransport does (latin-1).
+    if isinstance(part, bytes):
+        return part
+    if isinstance(part, str):
+        try:
+            return part.encode("latin-1")
+        except UnicodeEncodeError:
+            pass
+    raise RuntimeError(f"ASGI 'http.response.start' header {header!r} is not a (bytes, bytes) pair")
+
+
 def _check_headers(headers: object) -> list[tuple[bytes, bytes]]:
     if not isinstance(headers, list | tuple):
         raise RuntimeError(
@@ -70,16 +82,12 @@ def _check_headers(headers: object) -> list[tuple[bytes, bytes]]:
         )
     checked: list[tuple[bytes, bytes]] = []
     for header in headers:
-        if (
-            not isinstance(header, list | tuple)
-            or len(header) != 2
-            or not isinstance(header[0], bytes)
-            or not isinstance(header[1], bytes)
-        ):
+        if not isinstance(header, list | tuple) or len(header) != 2:
             raise RuntimeError(
                 f"ASGI 'http.response.start' header {header!r} is not a (bytes, bytes) pair"
             )
-        name, value = header
+        name = _header_bytes(header[0], header)
+        value = _header_bytes(header[1], header)
         if not name or any(byte <= 0x20 or byte in b'()<>@,;:\\"/[]?={}\x7f' for byte in name):
             raise RuntimeError(f"ASGI response header name {name!r} is not a valid token")
         if b"\r" in value or b"\n" in value or b"\x00" in value:
@@ -413,16 +421,19 @@ class Exchange:
 
     def _start_failed(self) -> None:
         error = self.error
-        self._recv.close()
         if error is not None and _is_fatal(error):
+            self._recv.close()
             raise error
         if self.engine.raise_app_exceptions:
+            self._recv.close()
             if error is None:  # cancelled before it started: only when the transport closed
                 raise CoreProtocolError("the transport closed before the app started a response")
             raise error
+        # 500 mode: what uvicorn answers when the app fails before the start (contract 7).
         self.status = 500
         self.headers = list(_ERROR_HEADERS)
-        self._tail.append(_INTERNAL_SERVER_ERROR)
+        if self.scope["method"] != "HEAD":
+            self._tail.append(_INTERNAL_SERVER_ERROR)
         self.state = _COMPLETE
 
     async def _next_item(self) -> object:

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import httpx
+
+import aibridge_transport
+from aibridge_transport import (
+    AIBRIDGE_ROOT_PATH,
+    AIBridgeTransportError,
+    BridgeNotRegisteredError,
+    GatewayKeyMismatchError,
+    InvalidProviderNameError,
+    MissingDelegatedAPIKeyError,
+    PathOutsideProviderError,
+    RedirectRefusedError,
+    StreamingASGITransport,
+)
+
+CONTRACT_NAMES = {
+    "AIBRIDGE_ROOT_PATH",
+    "Source",
+    "with_source",
+    "source_from_context",
+    "with_delegated_api_key_id",
+    "delegated_api_key_id_from_context",
+    "TransportFactory",
+    "InProcessTransportFactory",
+    "StreamingASGITransport",
+    "MissingDelegatedAPIKeyError",
+    "BridgeNotRegisteredError",
+}
+
+
+def test_contract_names_are_exported() -> None:
+    assert CONTRACT_NAMES <= set(aibridge_transport.__all__)
+    for name in aibridge_transport.__all__:
+        assert hasattr(aibridge_transport, name), name
+
+
+def test_all_is_sorted_and_unique() -> None:
+    names = list(aibridge_transport.__all__)
+    assert names == sorted(names)
+    assert len(names) == len(set(names))
+
+
+def test_root_path() -> None:
+    assert AIBRIDGE_ROOT_PATH == "/api/v2/aibridge"
+
+
+def test_errors_share_one_base() -> None:
+    for error in (
+        BridgeNotRegisteredError,
+        MissingDelegatedAPIKeyError,
+        GatewayKeyMismatchError,
+        RedirectRefusedError,
+        InvalidProviderNameError,
+        PathOutsideProviderError,
+    ):
+        assert issubclass(error, AIBridgeTransportError)
+
+
+def test_streaming_transport_is_an_httpx_transport() -> None:
+    assert issubclass(StreamingASGITransport, httpx.AsyncBaseTransport)
+
+
+def test_httpx2_transport_has_no_httpx_class_in_its_mro() -> None:
+    from aibridge_transport.httpx2 import StreamingASGITransport as Httpx2Transport
+
+    assert not any(cls.__module__.split(".")[0] == "httpx" for cls in Httpx2Transport.__mro__)
