@@ -13,8 +13,9 @@ from aibridge_transport import (
 
 
 def test_source_is_a_string() -> None:
-    assert Source.AGENTS == "agents"
-    assert isinstance(Source.AGENTS, str)
+    agents: str = Source.AGENTS
+    assert agents == "agents"
+    assert isinstance(agents, str)
 
 
 def test_source_unset_is_none() -> None:

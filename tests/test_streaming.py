@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import cast
 from contextlib import aclosing
 
 import anyio
@@ -167,7 +168,9 @@ async def test_iterating_again_resumes_where_it_stopped() -> None:
     request = client.build_request("GET", "http://app/")
     response = await client.send(request, stream=True)
     # aclosing: trio warns about an async generator left suspended by `break`.
-    async with aclosing(aiter(response.stream)) as first_pass:
+    assert isinstance(response.stream, httpx.AsyncByteStream)
+    first = cast(AsyncGenerator[bytes, None], aiter(response.stream))
+    async with aclosing(first) as first_pass:
         async for data in first_pass:
             assert data == b"1"
             break
@@ -285,7 +288,8 @@ async def test_endless_sse_closed_early_stops_the_generator() -> None:
     async with httpx.AsyncClient(transport=StreamingASGITransport(app=app)) as client:
         async with client.stream("GET", "http://app/events") as response:
             data = []
-            async with aclosing(response.aiter_lines()) as lines:
+            lines_iterator = cast(AsyncGenerator[str, None], response.aiter_lines())
+            async with aclosing(lines_iterator) as lines:
                 async for line in lines:
                     if line.startswith("data:"):
                         data.append(line)
