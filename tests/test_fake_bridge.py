@@ -18,6 +18,7 @@ from aibridge_transport.testing import (
     SimulatedCrash,
     Stall,
     TokenGate,
+    ToolCall,
 )
 
 pytestmark = pytest.mark.anyio
@@ -433,3 +434,36 @@ async def test_unknown_route_is_404() -> None:
             response = await client.post("/v1/embeddings", json={})
     assert response.status_code == 404
     assert bridge.requests == []
+
+
+async def test_runs_inside_the_factory_lifespan() -> None:
+    bridge = FakeAIBridge()
+    with with_delegated_api_key_id("key-1"):
+        async with InProcessTransportFactory(bridge) as factory:
+            transport = factory.transport_for("openai", Source.AGENTS)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
+                response = await client.post("/v1/chat/completions", json=CHAT)
+    assert response.status_code == 200
+
+
+async def test_tool_calls_follow_the_text_in_the_stream() -> None:
+    bridge = FakeAIBridge()
+    bridge.queue(Reply(text="Hi", tool_calls=[ToolCall(name="lookup", arguments={"q": "x"})]))
+    with with_delegated_api_key_id("key-1"):
+        async with client_for(bridge, "anthropic") as client:
+            events = await stream_events(client, "/v1/messages", MESSAGES)
+    assert [(name, data.get("index")) for name, data in events] == [
+        ("message_start", None),
+        ("content_block_start", 0),
+        ("ping", None),
+        ("content_block_delta", 0),
+        ("content_block_stop", 0),
+        ("content_block_start", 1),
+        ("content_block_delta", 1),
+        ("content_block_stop", 1),
+        ("message_delta", None),
+        ("message_stop", None),
+    ]
+    assert events[5][1]["content_block"]["id"] == "toolu_fake_1_0"
+    assert events[6][1]["delta"] == {"type": "input_json_delta", "partial_json": '{"q":"x"}'}
+    assert events[8][1]["delta"]["stop_reason"] == "tool_use"

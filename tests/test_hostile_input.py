@@ -10,12 +10,12 @@ import pytest
 from aibridge_transport import (
     InProcessTransportFactory,
     InvalidProviderNameError,
+    InvalidRequestHeaderError,
     PathOutsideProviderError,
     StreamingASGITransport,
     with_delegated_api_key_id,
 )
 from aibridge_transport._adapter import MAX_REQUEST_HEADER_BYTES
-from aibridge_transport._errors import InvalidRequestHeaderError
 from aibridge_transport._types import Message, Receive, Scope, Send
 from aibridge_transport.httpx2 import StreamingASGITransport as StreamingASGITransport2
 

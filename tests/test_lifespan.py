@@ -18,7 +18,7 @@ from aibridge_transport import (
     Source,
     with_delegated_api_key_id,
 )
-from aibridge_transport._types import Message, Receive, Scope, Send
+from aibridge_transport.types import Message, Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
 
@@ -122,6 +122,29 @@ async def hanging_startup_app(scope: Scope, receive: Receive, send: Send) -> Non
         EVENTS.append("startup cancelled")
 
 
+async def raising_shutdown_app(scope: Scope, receive: Receive, send: Send) -> None:
+    assert scope["type"] == "lifespan"
+    await receive()
+    await send({"type": "lifespan.startup.complete"})
+    await receive()
+    raise RuntimeError("the connection pool would not close")
+
+
+shutdown_entered: list[anyio.Event] = []
+
+
+async def hanging_shutdown_app(scope: Scope, receive: Receive, send: Send) -> None:
+    assert scope["type"] == "lifespan"
+    await receive()
+    await send({"type": "lifespan.startup.complete"})
+    await receive()
+    shutdown_entered[-1].set()
+    try:
+        await anyio.sleep_forever()
+    finally:
+        EVENTS.append("shutdown cancelled")
+
+
 def client(factory: InProcessTransportFactory) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=factory.transport_for("openai", Source.AGENTS), base_url="http://bridge"
@@ -170,7 +193,7 @@ async def test_startup_failed_message_is_quoted() -> None:
 
 
 async def test_unexpected_startup_reply_raises() -> None:
-    with pytest.raises(LifespanError, match="unexpected lifespan message 'http.response.start'"):
+    with pytest.raises(LifespanError, match=r"unexpected lifespan message 'http\.response\.start'"):
         async with InProcessTransportFactory(odd_reply_app):
             pass
 
@@ -224,3 +247,24 @@ async def test_cancelled_startup_leaves_no_lifespan_task() -> None:
     assert scope.cancelled_caught
     # The lifespan task was cancelled and awaited before the cancellation went on.
     assert EVENTS == ["startup cancelled"]
+
+
+async def test_shutdown_that_raises_is_reported() -> None:
+    with pytest.raises(LifespanError, match="the connection pool would not close") as caught:
+        async with InProcessTransportFactory(raising_shutdown_app):
+            pass
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+async def test_cancelled_shutdown_leaves_no_lifespan_task() -> None:
+    EVENTS.clear()
+    shutdown_entered.append(anyio.Event())
+    factory = InProcessTransportFactory(hanging_shutdown_app)
+    await factory.__aenter__()
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as group:
+            group.start_soon(factory.aclose)
+            await shutdown_entered[-1].wait()
+            scope.cancel()
+    assert scope.cancelled_caught
+    assert EVENTS == ["shutdown cancelled"]

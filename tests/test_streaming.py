@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import cast
 from contextlib import aclosing
+from typing import cast
 
 import anyio
 import httpx

@@ -14,14 +14,18 @@ from ._errors import (
     BridgeNotRegisteredError,
     GatewayKeyMismatchError,
     InvalidProviderNameError,
+    InvalidRequestHeaderError,
     MissingDelegatedAPIKeyError,
     PathOutsideProviderError,
     RedirectRefusedError,
 )
 from ._factory import InProcessTransportFactory, TransportFactory
+from ._gateway import GatewayAuthMiddleware
+from ._http import HTTPTransportFactory
 from ._httpx import StreamingASGITransport
 from ._lifespan import LifespanError
 from ._paths import AIBRIDGE_ROOT_PATH
+from ._slot import TransportFactorySlot
 
 __version__ = "0.1.0"
 
@@ -29,9 +33,12 @@ __all__ = [
     "AIBRIDGE_ROOT_PATH",
     "AIBridgeTransportError",
     "BridgeNotRegisteredError",
+    "GatewayAuthMiddleware",
     "GatewayKeyMismatchError",
+    "HTTPTransportFactory",
     "InProcessTransportFactory",
     "InvalidProviderNameError",
+    "InvalidRequestHeaderError",
     "LifespanError",
     "MissingDelegatedAPIKeyError",
     "PathOutsideProviderError",
@@ -39,6 +46,7 @@ __all__ = [
     "Source",
     "StreamingASGITransport",
     "TransportFactory",
+    "TransportFactorySlot",
     "__version__",
     "delegated_api_key_id_from_context",
     "source_from_context",

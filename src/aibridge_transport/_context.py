@@ -40,7 +40,8 @@ _delegated_api_key_id: contextvars.ContextVar[str | None] = contextvars.ContextV
 
 
 def _has_control_character(value: str) -> bool:
-    return any(ord(char) < 0x20 or ord(char) == 0x7F for char in value)
+    # C0, DEL and C1: none may reach a log line or an identity header (contract 11).
+    return any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in value)
 
 
 def check_source(source: object) -> str:

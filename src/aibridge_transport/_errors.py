@@ -7,7 +7,8 @@ AIBridgeTransportError
 ├── GatewayKeyMismatchError
 ├── RedirectRefusedError
 ├── InvalidProviderNameError (also a ValueError)
-└── PathOutsideProviderError (also a ValueError)
+├── PathOutsideProviderError (also a ValueError)
+└── InvalidRequestHeaderError (also a ValueError)
 ```
 
 Everything else a request can raise is an exception of the client's own flavour
@@ -21,6 +22,7 @@ __all__ = [
     "BridgeNotRegisteredError",
     "GatewayKeyMismatchError",
     "InvalidProviderNameError",
+    "InvalidRequestHeaderError",
     "MissingDelegatedAPIKeyError",
     "PathOutsideProviderError",
     "RedirectRefusedError",
@@ -76,3 +78,7 @@ class InvalidProviderNameError(AIBridgeTransportError, ValueError):
 
 class PathOutsideProviderError(AIBridgeTransportError, ValueError):
     """A request path that would leave `/api/v2/aibridge/<provider>/`."""
+
+
+class InvalidRequestHeaderError(AIBridgeTransportError, ValueError):
+    """A request header that no HTTP server would accept (bad name, CR/LF/NUL, too large)."""

@@ -59,14 +59,16 @@ def _transport_class(flavour: str) -> type[AIBridgeRoute]:
         from .httpx2 import StreamingASGITransport as Base  # type: ignore[assignment]
     else:
         raise ValueError(f"flavor must be 'httpx' or 'httpx2', got {flavour!r}")
-    cached = _AIBRIDGE_CLASSES.get(flavour)
+    # Keyed by the base class, not the name: a re-imported flavour module (pytester runs do
+    # that) brings new classes that its client's isinstance checks expect.
+    cached = _AIBRIDGE_CLASSES.get(Base)
     if cached is None:
         cached = type(f"AIBridgeTransport[{flavour}]", (AIBridgeRoute, Base), {})
-        _AIBRIDGE_CLASSES[flavour] = cached
+        _AIBRIDGE_CLASSES[Base] = cached
     return cached
 
 
-_AIBRIDGE_CLASSES: dict[str, type[AIBridgeRoute]] = {}
+_AIBRIDGE_CLASSES: dict[type, type[AIBridgeRoute]] = {}
 
 
 class InProcessTransportFactory:

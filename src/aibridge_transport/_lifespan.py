@@ -33,6 +33,7 @@ class Lifespan:
         self._error: BaseException | None = None
         self._done = anyio.Event()
         self._cancel_scope = anyio.CancelScope()
+        self._task: object = None  # keeps the detached task referenced while it runs
 
     async def _run(self) -> None:
         scope = {
@@ -69,9 +70,17 @@ class Lifespan:
             return None  # the app returned or raised without answering
 
     async def start(self) -> None:
-        spawn_detached(self._run, contextvars.copy_context())
-        await self._to_app_send.send({"type": "lifespan.startup"})
-        reply = await self._reply()
+        self._task = spawn_detached(self._run, contextvars.copy_context())
+        try:
+            try:
+                await self._to_app_send.send({"type": "lifespan.startup"})
+            except anyio.BrokenResourceError:
+                pass  # the app returned before receiving: no lifespan support, handled below
+            reply = await self._reply()
+        except BaseException:
+            # Cancelled while the app starts up: its task must not outlive the caller.
+            await self._abort()
+            raise
         if reply is None:
             # An app that raises or returns at once does not speak lifespan: tolerated,
             # as uvicorn's `lifespan="auto"` does.
@@ -92,10 +101,14 @@ class Lifespan:
         if not self.supported:
             return
         try:
-            await self._to_app_send.send({"type": "lifespan.shutdown"})
-        except anyio.BrokenResourceError:
-            pass
-        reply = await self._reply()
+            try:
+                await self._to_app_send.send({"type": "lifespan.shutdown"})
+            except anyio.BrokenResourceError:
+                pass
+            reply = await self._reply()
+        except BaseException:
+            await self._abort()
+            raise
         await self._finish()
         if reply is None:
             if self._error is not None:
@@ -108,6 +121,11 @@ class Lifespan:
         self._to_app_send.close()
         await self._done.wait()
         self._close_streams()
+
+    async def _abort(self) -> None:
+        self._cancel_scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await self._finish()
 
     def _close_streams(self) -> None:
         self._to_app_send.close()

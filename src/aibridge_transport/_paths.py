@@ -8,6 +8,7 @@ leave the provider's subtree.
 
 from __future__ import annotations
 
+import unicodedata
 from urllib.parse import quote, unquote
 
 from ._errors import InvalidProviderNameError, PathOutsideProviderError
@@ -25,6 +26,12 @@ _SEGMENT_SAFE = "!$&'()*+,;=:@"
 
 def _is_control(char: str) -> bool:
     return ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0
+
+
+def _is_invisible(char: str) -> bool:
+    # Format characters (bidi overrides, zero-width) make a name print as another one in logs;
+    # a lone surrogate cannot be percent-encoded at all.
+    return unicodedata.category(char) in ("Cf", "Cs")
 
 
 def validate_provider_name(name: object) -> str:
@@ -50,6 +57,10 @@ def validate_provider_name(name: object) -> str:
             raise InvalidProviderNameError(f"provider name {name!r} holds a control character")
         if char.isspace():
             raise InvalidProviderNameError(f"provider name {name!r} holds whitespace")
+        if _is_invisible(char):
+            raise InvalidProviderNameError(
+                f"provider name {name!r} holds an invisible character (U+{ord(char):04X})"
+            )
     return name
 
 

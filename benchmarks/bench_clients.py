@@ -1,0 +1,281 @@
+"""The clients compared: each sends a request to the benchmark app and hands back its body."""
+
+from __future__ import annotations
+
+import contextvars
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Protocol
+
+import anyio
+import anyio.lowlevel
+import httpx
+import uvicorn
+from bench_app import BRIDGE_PREFIX
+
+from aibridge_transport import InProcessTransportFactory, Source, StreamingASGITransport
+from aibridge_transport._adapter import DEFAULT_MAX_BUFFERED_CHUNKS
+from aibridge_transport._backend import spawn_detached
+from aibridge_transport._types import ASGIApp, Message, Scope
+
+__all__ = [
+    "CLIENT_NAMES",
+    "Client",
+    "DirectClient",
+    "DirectTaskClient",
+    "HTTPXClient",
+    "OnChunk",
+    "UvicornThread",
+    "open_clients",
+]
+
+OnChunk = Callable[[bytes], Awaitable[None]]
+
+DIRECT = "direct"
+DIRECT_TASK = "direct+task"
+ASGI_TRANSPORT = "httpx.ASGITransport"
+UVICORN = "uvicorn"
+STREAMING = "StreamingASGITransport"
+FACTORY = "factory"
+CLIENT_NAMES = (DIRECT, DIRECT_TASK, ASGI_TRANSPORT, UVICORN, STREAMING, FACTORY)
+
+
+class Client(Protocol):
+    name: str
+
+    async def request(self, method: str, path: str, body: bytes) -> bytes: ...
+
+    async def stream(self, path: str, on_chunk: OnChunk) -> None: ...
+
+
+class _Call:
+    """`receive`/`send` for one direct call: the body in one message, chunks to `on_chunk`."""
+
+    __slots__ = ("body", "complete", "on_chunk", "sent", "waiter")
+
+    def __init__(self, body: bytes, on_chunk: OnChunk) -> None:
+        self.body = body
+        self.on_chunk = on_chunk
+        self.sent = False
+        self.complete = False
+        self.waiter: anyio.Event | None = None
+
+    async def receive(self) -> Message:
+        if not self.sent:
+            self.sent = True
+            return {"type": "http.request", "body": self.body, "more_body": False}
+        if not self.complete:
+            # A streaming response listens for the disconnect until it has finished.
+            self.waiter = anyio.Event()
+            await self.waiter.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        if message["type"] != "http.response.body":
+            return
+        chunk = message.get("body", b"")
+        if chunk:
+            await self.on_chunk(chunk)
+        if not message.get("more_body", False):
+            self.complete = True
+            if self.waiter is not None:
+                self.waiter.set()
+
+
+def _scope(method: str, path: str) -> Scope:
+    path, _, query = (BRIDGE_PREFIX + path).partition("?")
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"bench")],
+        "server": ("bench", 80),
+        "client": ("127.0.0.1", 123),
+        "state": {},
+        "extensions": {},
+    }
+
+
+class DirectClient:
+    """The limit: the app awaited in the caller's task, with a prebuilt scope, no client library."""
+
+    name = DIRECT
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self._scopes: dict[tuple[str, str], Scope] = {}
+
+    def _prebuilt(self, method: str, path: str) -> Scope:
+        scope = self._scopes.get((method, path))
+        if scope is None:
+            scope = self._scopes[(method, path)] = _scope(method, path)
+        return dict(scope)  # shallow: Starlette writes routing keys into the scope
+
+    async def request(self, method: str, path: str, body: bytes) -> bytes:
+        parts: list[bytes] = []
+
+        async def collect(chunk: bytes) -> None:
+            parts.append(chunk)
+
+        call = _Call(body, collect)
+        await self._app(self._prebuilt(method, path), call.receive, call.send)
+        return b"".join(parts)
+
+    async def stream(self, path: str, on_chunk: OnChunk) -> None:
+        call = _Call(b"", on_chunk)
+        await self._app(self._prebuilt("GET", path), call.receive, call.send)
+
+
+class DirectTaskClient(DirectClient):
+    """The floor of any streaming transport: the app in its own (native) task, its chunks
+    crossing to the reader through a bounded anyio memory stream, `*_nowait` first.
+    No client library, no scope building, no error handling."""
+
+    name = DIRECT_TASK
+
+    async def _run(self, method: str, path: str, body: bytes, on_chunk: OnChunk) -> None:
+        send_stream, receive_stream = anyio.create_memory_object_stream[bytes](
+            DEFAULT_MAX_BUFFERED_CHUNKS
+        )
+
+        async def put(chunk: bytes) -> None:
+            try:
+                send_stream.send_nowait(chunk)
+            except anyio.WouldBlock:
+                await send_stream.send(chunk)
+
+        call = _Call(body, put)
+        scope = self._prebuilt(method, path)
+
+        async def app_task() -> None:
+            try:
+                await self._app(scope, call.receive, call.send)
+            finally:
+                send_stream.close()
+
+        handle = spawn_detached(app_task, contextvars.copy_context())
+        with receive_stream:
+            while True:
+                # The reader's best strategy: take without waiting, then after one turn of
+                # the loop, and only then block (as the library's core does).
+                try:
+                    chunk = receive_stream.receive_nowait()
+                except anyio.WouldBlock:
+                    await anyio.lowlevel.checkpoint()
+                    try:
+                        chunk = receive_stream.receive_nowait()
+                    except anyio.WouldBlock:
+                        try:
+                            chunk = await receive_stream.receive()
+                        except anyio.EndOfStream:
+                            break
+                    except anyio.EndOfStream:
+                        break
+                except anyio.EndOfStream:
+                    break
+                await on_chunk(chunk)
+        del handle
+
+    async def request(self, method: str, path: str, body: bytes) -> bytes:
+        parts: list[bytes] = []
+
+        async def collect(chunk: bytes) -> None:
+            parts.append(chunk)
+
+        await self._run(method, path, body, collect)
+        return b"".join(parts)
+
+    async def stream(self, path: str, on_chunk: OnChunk) -> None:
+        await self._run("GET", path, b"", on_chunk)
+
+
+class HTTPXClient:
+    """An `httpx.AsyncClient` over some transport, read the way SDKs read (`aiter_bytes`)."""
+
+    def __init__(self, name: str, client: httpx.AsyncClient) -> None:
+        self.name = name
+        self.client = client
+
+    async def request(self, method: str, path: str, body: bytes) -> bytes:
+        response = await self.client.request(method, path, content=body or None)
+        return response.content
+
+    async def stream(self, path: str, on_chunk: OnChunk) -> None:
+        async with self.client.stream("GET", path) as response:
+            async for chunk in response.aiter_bytes():
+                await on_chunk(chunk)
+
+
+class UvicornThread:
+    """uvicorn (h11) serving the app on 127.0.0.1 from a thread of this process."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
+        # and without it every keep-alive response waits on a delayed ACK (about 40 ms).
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="off", loop="asyncio"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    @property
+    def http_implementation(self) -> str:
+        return str(self._server.config.http)
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+        self._sock.close()
+
+
+async def open_clients(
+    stack: AsyncExitStack, app: ASGIApp, uvicorn_port: int | None
+) -> list[Client]:
+    """Every client, in `CLIENT_NAMES` order, closed by `stack`."""
+    factory = InProcessTransportFactory(app)
+    bridge = factory.transport_for("openai", Source.AGENTS)
+
+    def httpx_client(name: str, transport: httpx.AsyncBaseTransport, base: str) -> Client:
+        client = httpx.AsyncClient(transport=transport, base_url=base)
+        stack.push_async_callback(client.aclose)
+        return HTTPXClient(name, client)
+
+    clients: list[Client] = [
+        DirectClient(app),
+        DirectTaskClient(app),
+        httpx_client(ASGI_TRANSPORT, httpx.ASGITransport(app), f"http://bench{BRIDGE_PREFIX}"),
+    ]
+    if uvicorn_port is not None:
+        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{uvicorn_port}{BRIDGE_PREFIX}")
+        stack.push_async_callback(client.aclose)
+        clients.append(HTTPXClient(UVICORN, client))
+    clients.append(
+        httpx_client(STREAMING, StreamingASGITransport(app), f"http://bench{BRIDGE_PREFIX}")
+    )
+    # As an SDK would: a base URL without the prefix, which the transport adds.
+    clients.append(httpx_client(FACTORY, bridge, "http://bench"))
+    stack.push_async_callback(factory.aclose)
+    return clients

@@ -1,0 +1,190 @@
+"""Testing code that talks to an AI bridge, with the library's pytest fixtures.
+
+Installing aibridge-transport registers the fixtures; no conftest is needed:
+
+- `aibridge_app`: the bridge app under test, a `FakeAIBridge` unless you override it;
+- `aibridge_client`: `aibridge_client("openai")` gives an `httpx.AsyncClient`,
+  `aibridge_client("anthropic", flavor="httpx2")` an `httpx2.AsyncClient`, both going
+  straight to `aibridge_app` in process; closed at teardown;
+- `aibridge_delegated_key`: sets the delegated API key id (`"test-key"`) for the test;
+- `aibridge_factory`: the `InProcessTransportFactory` behind the clients, lifespan running.
+
+An exception the app raised behind a `500` fails the test at teardown, with its traceback,
+unless the test is marked `@pytest.mark.aibridge_lenient`.
+
+    pytest examples/test_with_fixtures.py
+
+These tests use anyio's pytest plugin; the fixtures work the same under pytest-asyncio
+(`@pytest.mark.asyncio`).
+"""
+
+from __future__ import annotations
+
+import anthropic
+import httpx
+import openai
+import pytest
+from bridge_app import create_bridge_app
+from starlette.applications import Starlette
+
+from aibridge_transport import MissingDelegatedAPIKeyError, StreamingASGITransport
+from aibridge_transport.pytest_plugin import AIBridgeClientFactory
+from aibridge_transport.testing import Crash, FakeAIBridge, Reply, TokenGate
+
+pytestmark = [
+    pytest.mark.anyio,
+    # The openai SDK leaves its SSE generators unfinished when it stops at `[DONE]`; on trio
+    # their garbage collection warns (asyncio stays silent). Needed under `-W error` only.
+    pytest.mark.filterwarnings(
+        r"ignore:Exception ignored in. <async_generator object (SSEDecoder|AsyncStream)\."
+        r":pytest.PytestUnraisableExceptionWarning"
+    ),
+]
+
+
+# Usually in conftest.py: run every test on both of anyio's backends.
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def openai_client(aibridge_client: AIBridgeClientFactory) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url="http://aibridge/v1",
+        api_key="unused-in-process",
+        http_client=aibridge_client("openai", flavor="httpx2"),
+        max_retries=0,
+    )
+
+
+async def test_openai_chat_streams_token_by_token(
+    aibridge_app: FakeAIBridge,
+    aibridge_client: AIBridgeClientFactory,
+    aibridge_delegated_key: str,
+) -> None:
+    aibridge_app.queue(Reply(text="Hello from the bridge"))
+    client = openai_client(aibridge_client)
+
+    stream = await client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], stream=True
+    )
+    async with stream:
+        tokens = [
+            chunk.choices[0].delta.content
+            async for chunk in stream
+            if chunk.choices and chunk.choices[0].delta.content
+        ]
+
+    assert tokens == ["Hello", " from", " the", " bridge"]
+    seen = aibridge_app.last_request
+    assert seen.path == "/api/v2/aibridge/openai/v1/chat/completions"
+    assert seen.delegated_api_key_id == aibridge_delegated_key
+    assert seen.source == "agents"
+
+
+async def test_anthropic_messages_stream(
+    aibridge_app: FakeAIBridge,
+    aibridge_client: AIBridgeClientFactory,
+    aibridge_delegated_key: str,
+) -> None:
+    aibridge_app.queue(Reply(text="Bonjour tout le monde"))
+    # anthropic >= 1.0 takes only an httpx2 client.
+    client = anthropic.AsyncAnthropic(
+        base_url="http://aibridge",
+        api_key="unused-in-process",
+        http_client=aibridge_client("anthropic", flavor="httpx2"),
+    )
+
+    async with client.messages.stream(
+        model="claude-sonnet-5-5",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "Salut"}],
+    ) as stream:
+        text = "".join([token async for token in stream.text_stream])
+
+    assert text == "Bonjour tout le monde"
+    assert aibridge_app.last_request.path == "/api/v2/aibridge/anthropic/v1/messages"
+
+
+async def test_a_request_without_a_delegated_key_is_refused(
+    aibridge_app: FakeAIBridge, aibridge_client: AIBridgeClientFactory
+) -> None:
+    client = aibridge_client("openai")
+
+    with pytest.raises(MissingDelegatedAPIKeyError):
+        await client.get("/v1/models")
+
+    assert aibridge_app.requests == []
+
+
+@pytest.mark.aibridge_lenient  # the crash is what this test is about
+async def test_an_app_crash_reaches_the_client_as_a_500(
+    aibridge_app: FakeAIBridge,
+    aibridge_client: AIBridgeClientFactory,
+    aibridge_delegated_key: str,
+) -> None:
+    aibridge_app.queue(Crash())
+    client: httpx.AsyncClient = aibridge_client("openai")
+
+    response = await client.post(
+        "/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]},
+    )
+
+    assert response.status_code == 500
+    assert response.text == "Internal Server Error"
+
+
+class TestOwnBridgeApp:
+    """To test your own bridge app, override `aibridge_app` (here for one class)."""
+
+    @pytest.fixture
+    def provider(self) -> FakeAIBridge:
+        return FakeAIBridge()
+
+    @pytest.fixture
+    def aibridge_app(self, provider: FakeAIBridge) -> Starlette:
+        return create_bridge_app(upstream_transport=StreamingASGITransport(provider))
+
+    async def test_the_bridge_forwards_with_the_callers_identity(
+        self,
+        aibridge_app: Starlette,
+        aibridge_client: AIBridgeClientFactory,
+        aibridge_delegated_key: str,
+    ) -> None:
+        client = openai_client(aibridge_client)
+
+        completion = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+        )
+
+        assert completion.choices[0].message.content
+        [seen] = aibridge_app.state.interceptions
+        assert seen.provider == "openai"
+        assert seen.delegated_api_key_id == aibridge_delegated_key
+        assert seen.source == "agents"
+        assert seen.status == 200
+
+    async def test_leaving_a_stream_early_stops_the_provider(
+        self,
+        provider: FakeAIBridge,
+        aibridge_client: AIBridgeClientFactory,
+        aibridge_delegated_key: str,
+    ) -> None:
+        gate = TokenGate()  # the provider sends a token only when the test lets it
+        provider.queue(Reply(text="one two three", gate=gate))
+        client = openai_client(aibridge_client)
+
+        stream = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], stream=True
+        )
+        gate.release()
+        async with stream:
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    assert chunk.choices[0].delta.content == "one"
+                    break
+
+        # The disconnect went through the bridge to the provider, which stopped sending.
+        assert await provider.last_request.wait_ended() == "disconnected"
+        assert provider.last_request.tokens_sent == 1

@@ -1,0 +1,334 @@
+"""The caller's side of contract 11: the same bridge, reached over HTTP.
+
+`HTTPTransportFactory` hands out transports with the aibridge rules of the in-process
+factory (path rewrite, the delegated key gate) that send the request to a standalone bridge
+over a real connection pool, the identity travelling in `X-AIBridge-*` headers next to the
+gateway key. The bridge side is `GatewayAuthMiddleware`.
+"""
+
+from __future__ import annotations
+
+import ssl
+import sys
+import threading
+import weakref
+from collections.abc import AsyncIterator
+from types import ModuleType, TracebackType
+from typing import Any, ClassVar, Self, cast
+
+import anyio
+import httpx
+
+from ._context import Source, check_source, delegated_api_key_id_from_context
+from ._errors import GatewayKeyMismatchError, MissingDelegatedAPIKeyError, RedirectRefusedError
+from ._factory import Flavour
+from ._gateway import (
+    DELEGATED_KEY_ID_HEADER,
+    ERROR_HEADER,
+    GATEWAY_KEY_HEADER,
+    GATEWAY_KEY_MISMATCH,
+    HEADER_PREFIX,
+    SOURCE_HEADER,
+    encode_gateway_key,
+)
+from ._paths import bridge_path, validate_provider_name
+
+__all__ = ["HTTPTransportFactory"]
+
+
+class _Body:
+    """The bridge's response body, closed with the transport that fetched it.
+
+    One iterator over the pool's stream is kept, so iterating again after stopping resumes
+    where it stopped, as the in-process body does (contract 5).
+    """
+
+    stream_closed: ClassVar[type[Exception]]
+
+    __slots__ = ("__weakref__", "_closed", "_iterator", "_owner", "_stream")
+
+    def __init__(self, stream: Any, owner: weakref.WeakSet[_Body]) -> None:
+        self._stream = stream
+        self._iterator: AsyncIterator[bytes] | None = None
+        self._closed = False
+        self._owner = owner
+        owner.add(self)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._closed:
+            raise self.stream_closed()  # closed under the reader by the transport's aclose()
+        if self._iterator is None:
+            self._iterator = aiter(self._stream)
+        return await anext(self._iterator)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._owner.discard(self)
+        iterator, self._iterator = self._iterator, None
+        await self._stream.aclose()
+        if iterator is not None:
+            await _finish(iterator)
+
+
+async def _finish(iterator: AsyncIterator[bytes]) -> None:
+    """Run the pool's suspended generators to their end once the connection is closed.
+
+    httpcore reads the body through nested async generators; left suspended after an early
+    close they are garbage-collected unfinished, which trio reports as a `ResourceWarning`.
+    With the connection closed, the next step fails at once (or ends the body, if it was
+    already buffered) and finishes every one of them.
+    """
+    with anyio.CancelScope(shield=True):
+        while True:
+            try:
+                await anext(iterator)
+            except Exception:  # the read on the closed connection, or StopAsyncIteration
+                return
+
+
+class _Target:
+    """Where one factory sends, in the form one client flavour needs."""
+
+    def __init__(self, module: ModuleType, base_url: str, pool_options: dict[str, Any]):
+        self.module = module
+        self.base = module.URL(base_url)
+        self.prefix: bytes = self.base.raw_path.split(b"?", 1)[0].rstrip(b"/")
+        self.host: bytes = self.base.netloc
+        self.pool: Any = module.AsyncHTTPTransport(
+            verify=pool_options["verify"],
+            limits=module.Limits(
+                max_connections=pool_options["max_connections"],
+                max_keepalive_connections=pool_options["max_keepalive_connections"],
+                keepalive_expiry=pool_options["keepalive_expiry"],
+            ),
+        )
+
+
+class _HTTPRoute:
+    """The transport, written once against the API httpx and httpx2 share."""
+
+    body_class: ClassVar[type[_Body]]
+
+    def __init__(self, target: _Target, provider: str, source: str, gateway_key: bytes) -> None:
+        self._target = target
+        self._provider = provider
+        self._identity_source = source.encode("utf-8")
+        self._gateway_key = gateway_key
+        self._bodies: weakref.WeakSet[_Body] = weakref.WeakSet()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} provider={self._provider!r} bridge={str(self._target.base)!r}>"
+        )
+
+    async def handle_async_request(self, request: Any) -> Any:
+        key_id = delegated_api_key_id_from_context()
+        if key_id is None:
+            raise MissingDelegatedAPIKeyError()  # before anything is sent (contract 4)
+        target = self._target
+        placed = bridge_path(self._provider, request.url.raw_path.split(b"?", 1)[0].decode("ascii"))
+        query: bytes = request.url.query
+        url = target.base.copy_with(
+            raw_path=target.prefix + placed.raw_path + (b"?" + query if query else b"")
+        )
+        # The caller's own X-AIBridge-* headers are never trusted, so never sent (contract 11).
+        headers = [(b"Host", target.host)]
+        headers += [
+            (name, value)
+            for name, value in request.headers.raw
+            if not (name.lower() == b"host" or name.lower().startswith(HEADER_PREFIX))
+        ]
+        headers += [
+            (GATEWAY_KEY_HEADER, self._gateway_key),
+            (DELEGATED_KEY_ID_HEADER, key_id.encode("utf-8")),
+            (SOURCE_HEADER, self._identity_source),
+        ]
+        # A new request: the caller's one is never mutated (contract 3).
+        forwarded = target.module.Request(
+            request.method,
+            url,
+            headers=headers,
+            stream=request.stream,
+            extensions=dict(request.extensions),
+        )
+        response = await target.pool.handle_async_request(forwarded)
+        status: int = response.status_code
+        if 300 <= status < 400 and status != 304:
+            # Redirects are refused, never followed (contract 11); a 304 answers a
+            # conditional request and points nowhere.
+            await response.stream.aclose()
+            raise RedirectRefusedError(status, response.headers.get("location"))
+        if status == 401 and response.headers.get(ERROR_HEADER.decode()) == (
+            GATEWAY_KEY_MISMATCH.decode()
+        ):
+            await response.stream.aclose()
+            raise GatewayKeyMismatchError()
+        return target.module.Response(
+            status,
+            headers=response.headers.raw,
+            stream=self.body_class(response.stream, self._bodies),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        """Close every response of this transport still open; the shared pool stays open."""
+        for body in list(self._bodies):
+            await body.aclose()
+
+
+def _classes(module: ModuleType) -> tuple[type[_HTTPRoute], type[_Body]]:
+    # Keyed by the base class: a re-imported flavour module brings new classes, and its
+    # client's isinstance checks expect those.
+    cached = _CLASSES.get(module.AsyncBaseTransport)
+    if cached is None:
+        name = module.__name__
+        body = cast(
+            "type[_Body]",
+            type(
+                f"HTTPBridgeBody[{name}]",
+                (_Body, module.AsyncByteStream),
+                {"__slots__": (), "stream_closed": module.StreamClosed},
+            ),
+        )
+        route = cast(
+            "type[_HTTPRoute]",
+            type(
+                f"HTTPBridgeTransport[{name}]",
+                (_HTTPRoute, module.AsyncBaseTransport),
+                {"body_class": body},
+            ),
+        )
+        cached = _CLASSES[module.AsyncBaseTransport] = (route, body)
+    return cached
+
+
+_CLASSES: dict[type, tuple[type[_HTTPRoute], type[_Body]]] = {}
+
+
+def _flavour_module(flavor: str) -> ModuleType:
+    if flavor == "httpx":
+        return httpx
+    if flavor == "httpx2":
+        # Our httpx2 module raises a clear ImportError when the extra is not installed.
+        from . import httpx2 as _flavour  # noqa: F401
+
+        return sys.modules["httpx2"]
+    raise ValueError(f"flavor must be 'httpx' or 'httpx2', got {flavor!r}")
+
+
+def _check_base_url(base_url: str) -> str:
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a str, not {type(base_url).__name__}")
+    url = httpx.URL(base_url)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"base_url must be an http:// or https:// URL, got {base_url!r}")
+    if url.query or url.fragment:
+        raise ValueError("base_url must not hold a query or a fragment")
+    if url.userinfo:
+        raise ValueError("base_url must not hold credentials; the gateway key authenticates")
+    return base_url
+
+
+class HTTPTransportFactory:
+    """
+    Hands out transports that send to a standalone bridge over HTTP (contract 11).
+
+    A drop-in for `InProcessTransportFactory`: the same `transport_for(provider, source,
+    flavor=...)`, the same path rules and the same `MissingDelegatedAPIKeyError` gate. The
+    bridge must run behind `GatewayAuthMiddleware` with the same gateway key.
+
+    ```python
+    factory = HTTPTransportFactory("http://aibridge.internal:8080", gateway_key)
+    with with_delegated_api_key_id(key_id):
+        client = httpx.AsyncClient(transport=factory.transport_for("openai", Source.AGENTS))
+    ...
+    await factory.aclose()
+    ```
+
+    Each flavour (httpx, httpx2) gets one connection pool per factory, shared by all its
+    transports; `aclose()` (or leaving `async with factory:`) closes them. Connections belong
+    to the event loop that opened them: use a factory from one event loop. A transport's own
+    `aclose()` closes its open responses only. Redirects raise `RedirectRefusedError`; a
+    bridge that refuses the key raises `GatewayKeyMismatchError`. Everything else is the
+    client's own exceptions, as from any HTTP transport.
+
+    Arguments:
+        base_url: The bridge's URL, with an optional path prefix
+            (`https://gw.example/aibridge-svc` sends to `.../aibridge-svc/api/v2/aibridge/...`).
+        gateway_key: The secret the bridge's `GatewayAuthMiddleware` checks. Not empty.
+        verify: TLS verification, as for `httpx.AsyncHTTPTransport`.
+        max_connections: Upper bound of connections per pool.
+        max_keepalive_connections: Idle connections kept per pool.
+        keepalive_expiry: Seconds an idle connection is kept.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        gateway_key: str,
+        *,
+        verify: ssl.SSLContext | str | bool = True,
+        max_connections: int | None = 100,
+        max_keepalive_connections: int | None = 20,
+        keepalive_expiry: float | None = 5.0,
+    ) -> None:
+        self.base_url = _check_base_url(base_url)
+        self._gateway_key = encode_gateway_key(gateway_key)
+        self._pool_options: dict[str, Any] = {
+            "verify": verify,
+            "max_connections": max_connections,
+            "max_keepalive_connections": max_keepalive_connections,
+            "keepalive_expiry": keepalive_expiry,
+        }
+        self._targets: dict[str, _Target] = {}
+        self._lock = threading.Lock()
+        self._transports: weakref.WeakSet[_HTTPRoute] = weakref.WeakSet()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base_url!r}, gateway_key=<hidden>)"
+
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Flavour = "httpx"
+    ) -> Any:
+        """A transport for `provider_name` (one path segment), tagged with `source`.
+
+        `flavor="httpx"` gives an `httpx.AsyncBaseTransport`, `flavor="httpx2"` one for
+        `httpx2.AsyncClient` with no httpx class in its MRO.
+        """
+        module = _flavour_module(flavor)
+        provider = validate_provider_name(provider_name)
+        source_name = check_source(source)
+        with self._lock:  # one pool per flavour, even when first asked from two threads
+            target = self._targets.get(flavor)
+            if target is None:
+                target = _Target(module, self.base_url, self._pool_options)
+                self._targets[flavor] = target
+        route_class, _ = _classes(module)
+        transport = route_class(target, provider, source_name, self._gateway_key)
+        self._transports.add(transport)
+        return transport
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every transport's open responses, then the connection pools."""
+        for transport in list(self._transports):
+            await transport.aclose()
+        with self._lock:
+            targets, self._targets = list(self._targets.values()), {}
+        for target in targets:
+            await target.pool.aclose()

@@ -1,0 +1,194 @@
+"""pytest fixtures for code that talks to an AI bridge in process.
+
+Loaded automatically (a `pytest11` entry point). The fixtures, all function-scoped:
+
+- `aibridge_app`: the bridge app under test; a `FakeAIBridge` unless a conftest overrides it.
+- `aibridge_strict`: whether app exceptions hidden by a 500 fail the test (default `True`;
+  `False` under `@pytest.mark.aibridge_lenient`).
+- `aibridge_factory`: an `InProcessTransportFactory` over `aibridge_app`, its lifespan running.
+- `aibridge_delegated_key`: sets the delegated API key id `"test-key"` for the test.
+- `aibridge_client`: `aibridge_client("openai")` gives an `httpx.AsyncClient`,
+  `aibridge_client("anthropic", flavor="httpx2")` an `httpx2.AsyncClient`; closed at teardown.
+
+The async fixtures run under anyio's pytest plugin (tests marked `anyio`, on any backend) and
+under pytest-asyncio (tests marked `asyncio`, or its auto mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
+
+import httpx
+import pytest
+
+from ._context import Source, with_delegated_api_key_id
+from ._errors import AIBridgeTransportError
+from ._factory import InProcessTransportFactory
+from ._types import ASGIApp
+
+if TYPE_CHECKING:
+    import httpx2
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_DELEGATED_KEY", "AIBridgeClientFactory"]
+
+DEFAULT_DELEGATED_KEY = "test-key"
+DEFAULT_BASE_URL = "http://aibridge"
+
+_LENIENT_MARKER = "aibridge_lenient"
+_STRICT_NOTE = (
+    "The bridge app raised this while the client got a 500 (strict mode of the aibridge "
+    f"fixtures). Mark the test with @pytest.mark.{_LENIENT_MARKER} if it expects it."
+)
+
+# An async fixture must be run by whichever async plugin runs the test. pytest-asyncio, in its
+# default strict mode, runs only fixtures it marked; anyio's plugin runs any async fixture of
+# a test that uses `anyio_backend`. So the fixtures carry pytest-asyncio's mark, and
+# `pytest_fixture_setup` below hides the mark for anyio tests (where the loop may be trio).
+_ANYIO_STAND_INS: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def _stand_in(fixture_function: Callable[..., AsyncIterator[Any]]) -> Callable[..., Any]:
+    async def unmarked(**kwargs: Any) -> AsyncIterator[Any]:
+        async for value in fixture_function(**kwargs):
+            yield value
+
+    return unmarked
+
+
+def _async_fixture(fixture_function: Callable[..., AsyncIterator[Any]]) -> Any:
+    _ANYIO_STAND_INS[fixture_function] = _stand_in(fixture_function)
+    try:
+        import pytest_asyncio
+    except ImportError:
+        return pytest.fixture(fixture_function)
+    return pytest_asyncio.fixture(fixture_function)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{_LENIENT_MARKER}: let the bridge app raise behind a 500 without failing the test",
+    )
+
+
+@pytest.hookimpl(tryfirst=True, wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
+    func = fixturedef.func
+    stand_in = _ANYIO_STAND_INS.get(func)
+    if stand_in is None or "anyio_backend" not in request.fixturenames:
+        return (yield)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fixturedef, "func", stand_in)
+        return (yield)
+
+
+class AIBridgeClientFactory(Protocol):
+    """The `aibridge_client` fixture: a client whose requests go to the bridge app."""
+
+    @overload
+    def __call__(
+        self,
+        provider: str,
+        *,
+        source: Source | str = ...,
+        flavor: Literal["httpx"] = ...,
+        base_url: str = ...,
+        **client_options: Any,
+    ) -> httpx.AsyncClient: ...
+
+    @overload
+    def __call__(
+        self,
+        provider: str,
+        *,
+        source: Source | str = ...,
+        flavor: Literal["httpx2"],
+        base_url: str = ...,
+        **client_options: Any,
+    ) -> httpx2.AsyncClient: ...
+
+
+@pytest.fixture
+def aibridge_app() -> ASGIApp:
+    """The bridge app under test. Override it in a conftest to test your own."""
+    from .testing import FakeAIBridge
+
+    app: ASGIApp = FakeAIBridge()
+    return app
+
+
+@pytest.fixture
+def aibridge_strict(request: pytest.FixtureRequest) -> bool:
+    """Fail the test at teardown when the app raised behind a 500 (contract 7)."""
+    return request.node.get_closest_marker(_LENIENT_MARKER) is None
+
+
+@_async_fixture
+async def aibridge_factory(
+    aibridge_app: ASGIApp, aibridge_strict: bool
+) -> AsyncIterator[InProcessTransportFactory]:
+    """An `InProcessTransportFactory` over `aibridge_app`, inside its lifespan."""
+    factory = InProcessTransportFactory(aibridge_app, strict=aibridge_strict)
+    await factory.__aenter__()  # lifespan startup: a failure is the setup's error
+    try:
+        yield factory
+    finally:
+        await _close_factory(factory)
+
+
+async def _close_factory(factory: InProcessTransportFactory) -> None:
+    try:
+        await factory.aclose()
+    except AIBridgeTransportError:
+        raise
+    except Exception as exc:
+        # Anything else is the app's own exception that strict mode kept (contract 7).
+        exc.add_note(_STRICT_NOTE)
+        raise
+
+
+@_async_fixture
+async def aibridge_delegated_key() -> AsyncIterator[str]:
+    """Sets the delegated API key id `"test-key"` for the test; the value is the key id.
+
+    Set in an async fixture so that it reaches the test under both async plugins: anyio's
+    runs fixtures and test in one task, pytest-asyncio copies the fixture's context into
+    the test's. A sync fixture would miss the test under anyio's plugin whenever an async
+    fixture started the event loop first.
+    """
+    with with_delegated_api_key_id(DEFAULT_DELEGATED_KEY):
+        yield DEFAULT_DELEGATED_KEY
+
+
+@_async_fixture
+async def aibridge_client(
+    aibridge_factory: InProcessTransportFactory,
+) -> AsyncIterator[AIBridgeClientFactory]:
+    """Makes clients whose requests go to `aibridge_app`; every one is closed at teardown."""
+    clients: list[httpx.AsyncClient | httpx2.AsyncClient] = []
+
+    def make_client(
+        provider: str,
+        *,
+        source: Source | str = Source.AGENTS,
+        flavor: Literal["httpx", "httpx2"] = "httpx",
+        base_url: str = DEFAULT_BASE_URL,
+        **client_options: Any,
+    ) -> Any:
+        transport = aibridge_factory.transport_for(provider, source, flavor=flavor)
+        client: httpx.AsyncClient | httpx2.AsyncClient
+        if flavor == "httpx2":
+            import httpx2
+
+            client = httpx2.AsyncClient(transport=transport, base_url=base_url, **client_options)
+        else:
+            client = httpx.AsyncClient(transport=transport, base_url=base_url, **client_options)
+        clients.append(client)
+        return client
+
+    try:
+        yield make_client
+    finally:
+        for client in clients:
+            await client.aclose()

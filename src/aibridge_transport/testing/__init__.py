@@ -1,0 +1,32 @@
+"""A fake AI bridge for tests: answers like the providers, scripted, recording every request."""
+
+from __future__ import annotations
+
+from ._app import FakeAIBridge
+from ._record import Outcome, RecordedRequest
+from ._script import (
+    Crash,
+    Ending,
+    HTTPError,
+    Reply,
+    Script,
+    SimulatedCrash,
+    Stall,
+    TokenGate,
+    ToolCall,
+)
+
+__all__ = [
+    "Crash",
+    "Ending",
+    "FakeAIBridge",
+    "HTTPError",
+    "Outcome",
+    "RecordedRequest",
+    "Reply",
+    "Script",
+    "SimulatedCrash",
+    "Stall",
+    "TokenGate",
+    "ToolCall",
+]

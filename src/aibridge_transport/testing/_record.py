@@ -1,0 +1,85 @@
+"""What the fake bridge saw of each request, and how its answer ended."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import anyio
+
+__all__ = ["Outcome", "RecordedRequest", "redact_headers"]
+
+Outcome = Literal["running", "completed", "disconnected", "cancelled", "crashed"]
+
+_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-aibridge-gateway-key"})
+
+
+def redact_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Header names to values (the last of duplicates), with credentials replaced."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in raw:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        if name in _SECRET_HEADERS:
+            scheme, _, credential = value.partition(" ")
+            value = f"{scheme} [redacted]" if credential else "[redacted]"
+        headers[name] = value
+    return headers
+
+
+@dataclass(eq=False, kw_only=True)
+class RecordedRequest:
+    """
+    One request as the fake bridge saw it.
+
+    Arguments:
+        provider: The provider segment of the path.
+        method: The HTTP method.
+        path: `scope["path"]`, e.g. `/api/v2/aibridge/openai/v1/chat/completions`.
+        query: The query string, decoded.
+        headers: Lower-cased names to values; `authorization`, `x-api-key` and the gateway
+            key are redacted.
+        body: The JSON body, or `None` when there was none.
+        source: `source_from_context()` inside the app.
+        delegated_api_key_id: `delegated_api_key_id_from_context()` inside the app.
+        extensions: `scope["extensions"]["aibridge"]`, or `None` when absent.
+    """
+
+    provider: str
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    body: Any
+    source: str | None
+    delegated_api_key_id: str | None
+    extensions: Mapping[str, Any] | None
+    status: int | None = None
+    """The status the bridge answered with (`None` if it never started a response)."""
+    tokens_sent: int = 0
+    """How many tokens went out (each one its own body message)."""
+    outcome: Outcome = "running"
+    """How the answer ended: `completed`, `disconnected` (the app saw `http.disconnect` and
+    stopped), `cancelled` (its task was cancelled), `crashed` (a scripted crash)."""
+    _ended: anyio.Event = field(default_factory=anyio.Event, init=False, repr=False)
+
+    @property
+    def stream(self) -> bool:
+        """Whether the request asked for a stream."""
+        return isinstance(self.body, dict) and bool(self.body.get("stream"))
+
+    @property
+    def ended(self) -> bool:
+        """Whether the app has stopped handling this request."""
+        return self._ended.is_set()
+
+    async def wait_ended(self) -> Outcome:
+        """Wait until the app has stopped handling this request; return the outcome."""
+        await self._ended.wait()
+        return self.outcome
+
+    def _end(self, outcome: Outcome) -> None:
+        if self.outcome == "running":
+            self.outcome = outcome
+        self._ended.set()

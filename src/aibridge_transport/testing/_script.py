@@ -1,0 +1,171 @@
+"""What the fake bridge answers: the scripted replies and the gate that paces their tokens."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any, Literal, TypeAlias
+
+import anyio
+
+__all__ = [
+    "Crash",
+    "Ending",
+    "HTTPError",
+    "Reply",
+    "Script",
+    "SimulatedCrash",
+    "Stall",
+    "TokenGate",
+    "ToolCall",
+    "split_tokens",
+]
+
+Ending = Literal["complete", "crash", "error_event", "stall"]
+
+_TOKEN = re.compile(r"\s*\S+\s*$|\s*\S+")
+
+
+def split_tokens(text: str) -> tuple[str, ...]:
+    """Split `text` into word tokens that keep their leading whitespace ("a b" -> "a", " b")."""
+    return tuple(_TOKEN.findall(text))
+
+
+class SimulatedCrash(RuntimeError):
+    """The exception the fake bridge raises where a script asks it to crash."""
+
+
+class TokenGate:
+    """
+    Releases a streamed reply's tokens one at a time, for lock-step tests.
+
+    The bridge waits on the gate before each token; `release()` lets the next one go.
+    Framing events (the stream's opening and closing) do not wait.
+
+    ```python
+    gate = TokenGate()
+    bridge.queue(Reply("one two", gate=gate))
+    gate.release()  # the bridge may now send "one"
+    ```
+    """
+
+    def __init__(self) -> None:
+        self._released = 0
+        self._taken = 0
+        self._changed: anyio.Event | None = None
+
+    @property
+    def released(self) -> int:
+        """How many tokens have been let go so far."""
+        return self._released
+
+    def release(self, count: int = 1) -> None:
+        """Let `count` more tokens go. Callable from sync code."""
+        self._released += count
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+
+    async def wait(self) -> None:
+        """Wait until a token may go (called by the bridge)."""
+        while self._taken >= self._released:
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
+        self._taken += 1
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """
+    A tool call the reply makes after its text, in the provider's own shape (OpenAI
+    `tool_calls` / Responses `function_call` items, Anthropic `tool_use` blocks).
+
+    Arguments:
+        name: The tool's name.
+        arguments: The arguments, sent as JSON (streamed as one arguments delta).
+        id: The call id (default: one derived from the request and position).
+    """
+
+    name: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    _: KW_ONLY
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """
+    A scripted answer: `text` streamed token by token (or sent whole when the request does
+    not stream), ending the way `ending` says.
+
+    Arguments:
+        text: A string (split into word tokens) or the tokens themselves.
+        ending: `"complete"` (a normal end), `"crash"` (raise `SimulatedCrash` after
+            `after_tokens` tokens), `"error_event"` (the provider's in-band SSE error, then
+            the end of the stream), `"stall"` (send nothing more until the client leaves).
+            A request that does not stream crashes or stalls before the response starts and
+            gets a 500 error body for `"error_event"`.
+        after_tokens: How many tokens go out before a failing `ending` (default: all).
+        delay: Seconds to wait before each token (for demos; tests use `gate`).
+        gate: A `TokenGate` each token waits on.
+        model: The model named in the answer (default: the one the request asked for).
+        tool_calls: Tool calls made after the text (the answer then stops for tool use).
+    """
+
+    text: str | Sequence[str] = "Hello from the fake bridge."
+    _: KW_ONLY
+    ending: Ending = "complete"
+    after_tokens: int | None = None
+    delay: float = 0.0
+    gate: TokenGate | None = None
+    model: str | None = None
+    tool_calls: Sequence[ToolCall] = ()
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        if isinstance(self.text, str):
+            return split_tokens(self.text)
+        return tuple(self.text)
+
+    @property
+    def tokens_to_send(self) -> tuple[str, ...]:
+        """The tokens sent before the ending."""
+        tokens = self.tokens
+        if self.ending == "complete" or self.after_tokens is None:
+            return tokens
+        return tokens[: max(self.after_tokens, 0)]
+
+
+@dataclass(frozen=True)
+class HTTPError:
+    """
+    An error response with the provider's JSON error body.
+
+    Arguments:
+        status: The HTTP status (429, 500, 400, ...).
+        message: The error message in the body.
+        headers: Extra response headers, e.g. `{"retry-after-ms": "1"}` to make SDK
+            retries fast or `{"x-should-retry": "false"}` to stop them.
+    """
+
+    status: int = 500
+    message: str = "The fake bridge was asked to fail."
+    _: KW_ONLY
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Crash:
+    """Raise `SimulatedCrash` before the response starts (the transport answers 500)."""
+
+    message: str = "simulated crash before the response"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stall:
+    """Never start the response; wait until the client leaves or the app is cancelled."""
+
+
+Script: TypeAlias = Reply | HTTPError | Crash | Stall

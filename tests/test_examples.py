@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+BACKENDS = ["asyncio", "trio"]
+
+TOKEN_LINE = re.compile(r"^ +(\d+) ms  (.+)$")
+
+
+def run_example(name: str, *args: str) -> str:
+    completed = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr == ""
+    return completed.stdout
+
+
+def sections(output: str) -> dict[str, list[tuple[int, str]]]:
+    """Each `header:` line with the `<ms> ms  <token>` lines under it."""
+    found: dict[str, list[tuple[int, str]]] = {}
+    current: list[tuple[int, str]] | None = None
+    for line in output.splitlines():
+        token = TOKEN_LINE.match(line)
+        if token is not None:
+            assert current is not None, line
+            current.append((int(token[1]), ast.literal_eval(token[2])))
+        elif line.endswith(":"):
+            current = found.setdefault(line, [])
+    return found
+
+
+def check_streamed_and_buffered(output: str, streamed: str, buffered: str) -> None:
+    found = sections(output)
+    assert list(found) == [streamed, buffered]
+    streamed_tokens, buffered_tokens = found[streamed], found[buffered]
+    text = "".join(token for _, token in streamed_tokens)
+    assert len(text.split()) == len(streamed_tokens) == 20
+    assert "".join(token for _, token in buffered_tokens) == text
+    # The provider sleeps 50 ms before each token, so the buffered first token cannot come
+    # before the whole reply was sent (1 s); a streamed one comes right after the first sleep.
+    streamed_first, buffered_first = streamed_tokens[0][0], buffered_tokens[0][0]
+    assert streamed_first < 1000 <= buffered_first
+    assert streamed_tokens[-1][0] >= 1000
+    times = [elapsed for elapsed, _ in streamed_tokens]
+    assert times == sorted(times)
+    summary = output.splitlines()[-1]
+    assert summary == (
+        f"time to first token: {streamed_first} ms streamed, {buffered_first} ms buffered "
+        "(20 tokens, 50 ms apart)"
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_chat_stream_streams_tokens_and_the_buffering_transport_does_not(backend: str) -> None:
+    output = run_example("chat_stream.py", backend)
+    check_streamed_and_buffered(
+        output,
+        "openai SDK -> in-process bridge (streams):",
+        "openai SDK -> httpx.ASGITransport (buffers the whole response):",
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_anthropic_stream_streams_tokens_and_the_buffering_transport_does_not(
+    backend: str,
+) -> None:
+    output = run_example("anthropic_stream.py", backend)
+    check_streamed_and_buffered(
+        output,
+        "anthropic SDK -> in-process bridge (streams):",
+        "anthropic SDK -> httpx2.ASGITransport (buffers the whole response):",
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bridge_app_streams_end_to_end_with_the_callers_identity(backend: str) -> None:
+    output = run_example("bridge_app.py", backend)
+
+    [(header, tokens)] = sections(output).items()
+    assert header == "chat service -> bridge app -> fake provider:"
+    assert len(tokens) == 16
+    text = "".join(token for _, token in tokens)
+    assert text.startswith("Tokens stream from the provider")
+    # 16 tokens 50 ms apart at the provider: the first gets through the two hops long
+    # before the provider is done.
+    assert tokens[0][0] < 800 <= tokens[-1][0]
+    lines = output.splitlines()
+    assert lines[-2] == (
+        "bridge forwarded /api/v2/aibridge/openai/v1/chat/completions for key 'example-key' "
+        "(source 'agents'): provider answered 200"
+    )
+    assert lines[-1] == (
+        f"16 tokens: first after {tokens[0][0]} ms, last after {tokens[-1][0]} ms "
+        "(50 ms apart at the provider)"
+    )
+
+
+def test_the_fixtures_example_passes() -> None:
+    # Run from the project root, so its pytest settings (warnings as errors, strict markers)
+    # apply to the example as they do to the project's own tests.
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "examples/test_with_fixtures.py",
+        ],
+        cwd=EXAMPLES.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert re.search(r"^12 passed in ", completed.stdout, re.MULTILINE), completed.stdout

@@ -1,0 +1,394 @@
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from aibridge_transport import (
+    GatewayAuthMiddleware,
+    InProcessTransportFactory,
+    Source,
+    StreamingASGITransport,
+    delegated_api_key_id_from_context,
+    source_from_context,
+    with_delegated_api_key_id,
+    with_source,
+)
+from aibridge_transport.types import Message, Receive, Scope, Send
+
+pytestmark = pytest.mark.anyio
+
+KEY = "gateway-secret-1"
+SEEN: list[dict[str, Any]] = []
+ARRIVED: dict[str, anyio.Event] = {}
+
+
+def identity() -> tuple[str | None, str | None]:
+    return source_from_context(), delegated_api_key_id_from_context()
+
+
+async def recorder(scope: Scope, receive: Receive, send: Send) -> None:
+    from_task: list[tuple[str | None, str | None]] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(lambda: _append_identity(from_task))
+    SEEN.append(
+        {
+            "scope": scope,
+            "identity": identity(),
+            "task_identity": from_task[0],
+            "aibridge": scope.get("extensions", {}).get("aibridge"),
+            "headers": list(scope["headers"]),
+        }
+    )
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def leaky(scope: Scope, receive: Receive, send: Send) -> None:
+    # Never exits the block: the value must still not leak out of the middleware (contract 4).
+    with_source("set-by-the-app").__enter__()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _append_identity(into: list[tuple[str | None, str | None]]) -> None:
+    into.append(identity())
+
+
+async def meet_then_report(scope: Scope, receive: Receive, send: Send) -> None:
+    # Both requests are inside the app before either reads its identity.
+    mine = scope["query_string"].decode()
+    other = "b" if mine == "a" else "a"
+    ARRIVED[mine].set()
+    await ARRIVED[other].wait()
+    body = repr(identity()).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+CANCELLED: list[tuple[str | None, str | None]] = []
+CANCEL_SEEN: list[anyio.Event] = []
+
+
+async def streams_forever(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"first", "more_body": True})
+    try:
+        await anyio.sleep_forever()
+    finally:
+        CANCELLED.append(identity())
+        CANCEL_SEEN[-1].set()
+
+
+def gateway_client(app: Any = recorder, key: str = KEY) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=StreamingASGITransport(GatewayAuthMiddleware(app, key)),
+        base_url="http://bridge",
+    )
+
+
+IDENTITY_HEADERS = {
+    "X-AIBridge-Gateway-Key": KEY,
+    "X-AIBridge-Delegated-Key-ID": "key-7",
+    "X-AIBridge-Source": "agents",
+}
+
+
+async def test_valid_key_sets_identity_like_the_in_process_path() -> None:
+    SEEN.clear()
+    async with gateway_client() as client:
+        response = await client.get(
+            "/api/v2/aibridge/openai/v1/models",
+            headers={"authorization": "Bearer sk-1", **IDENTITY_HEADERS, "x-after": "1"},
+        )
+    assert response.status_code == 200
+    (seen,) = SEEN
+    assert seen["identity"] == ("agents", "key-7")
+    assert seen["task_identity"] == ("agents", "key-7")
+    assert seen["aibridge"] == {
+        "provider": "openai",
+        "source": "agents",
+        "delegated_api_key_id": "key-7",
+    }
+    names = [name for name, _ in seen["headers"]]
+    assert not [name for name in names if name.startswith(b"x-aibridge-")]
+    assert names[-2:] == [b"authorization", b"x-after"]
+
+
+async def test_other_aibridge_headers_are_stripped_with_a_valid_key() -> None:
+    SEEN.clear()
+    async with gateway_client() as client:
+        await client.get(
+            "/api/v2/aibridge/openai/v1/models",
+            headers={**IDENTITY_HEADERS, "X-AIBridge-Admin": "yes"},
+        )
+    assert b"x-aibridge-admin" not in [name for name, _ in SEEN[0]["headers"]]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {**IDENTITY_HEADERS, "X-AIBridge-Gateway-Key": "wrong"},
+        {**IDENTITY_HEADERS, "X-AIBridge-Gateway-Key": KEY + "x"},
+        {"X-AIBridge-Delegated-Key-ID": "key-7", "X-AIBridge-Source": "agents"},
+        {"X-AIBridge-Delegated-Key-ID": "key-7"},
+        {"X-AIBridge-Gateway-Key": ""},
+    ],
+    ids=["wrong", "longer", "missing", "key-id-alone", "empty"],
+)
+async def test_wrong_or_missing_key_gets_401_and_the_app_is_not_called(
+    headers: dict[str, str],
+) -> None:
+    SEEN.clear()
+    async with gateway_client() as client:
+        response = await client.get("/api/v2/aibridge/openai/v1/models", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["x-aibridge-error"] == "gateway_key_mismatch"
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert SEEN == []
+
+
+async def test_key_sent_twice_is_refused() -> None:
+    SEEN.clear()
+    headers = [(b"x-aibridge-gateway-key", KEY.encode())] * 2
+    async with gateway_client() as client:
+        response = await client.get("/api/v2/aibridge/openai/v1/models", headers=headers)
+    assert response.status_code == 401
+    assert SEEN == []
+
+
+async def test_refusal_log_holds_no_secret(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="aibridge_transport")
+    async with gateway_client() as client:
+        await client.get(
+            "/api/v2/aibridge/openai/v1/models",
+            headers={**IDENTITY_HEADERS, "X-AIBridge-Gateway-Key": "almost-" + KEY},
+        )
+    assert "refused GET '/api/v2/aibridge/openai/v1/models'" in caplog.text
+    assert KEY not in caplog.text
+    assert "key-7" not in caplog.text
+
+
+@pytest.mark.parametrize("key_id", [None, ""])
+async def test_valid_key_without_delegated_key_id_gives_no_identity(key_id: str | None) -> None:
+    SEEN.clear()
+    headers = {"X-AIBridge-Gateway-Key": KEY, "X-AIBridge-Source": "agents"}
+    if key_id is not None:
+        headers["X-AIBridge-Delegated-Key-ID"] = key_id
+    async with gateway_client() as client:
+        response = await client.get("/api/v2/aibridge/openai/v1/models", headers=headers)
+    assert response.status_code == 200
+    (seen,) = SEEN
+    assert seen["identity"] == (None, None)
+    assert seen["task_identity"] == (None, None)
+    assert seen["aibridge"] is None
+    assert not [name for name, _ in seen["headers"] if name.startswith(b"x-aibridge-")]
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/api/v2/aibridge/openai/v1", [(b"x-aibridge-delegated-key-id", b"\xff\xfe")]),
+        ("/api/v2/aibridge/openai/v1", [(b"x-aibridge-delegated-key-id", b"k")] * 2),
+        ("/api/v2/aibridge/openai/v1", [(b"x-aibridge-source", b"a\x85b")]),
+        ("/health", []),
+        ("/api/v2/aibridge/", []),
+    ],
+    ids=["not-utf8", "twice", "control-character", "outside-root", "no-provider"],
+)
+async def test_malformed_identity_with_a_valid_key_gets_400(
+    path: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    SEEN.clear()
+    sent = [(b"x-aibridge-gateway-key", KEY.encode())]
+    if not any(name == b"x-aibridge-delegated-key-id" for name, _ in headers):
+        sent.append((b"x-aibridge-delegated-key-id", b"key-7"))
+    async with gateway_client() as client:
+        response = await client.get(path, headers=sent + headers)
+    assert response.status_code == 400
+    assert response.headers["x-aibridge-error"] == "invalid_identity"
+    assert SEEN == []
+
+
+async def test_malformed_identity_log_holds_no_header_value(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aibridge_transport")
+    headers = [
+        (b"x-aibridge-gateway-key", KEY.encode()),
+        (b"x-aibridge-delegated-key-id", b"key-7"),
+        (b"x-aibridge-source", b"secret-source\x85"),
+    ]
+    async with gateway_client() as client:
+        response = await client.get("/api/v2/aibridge/openai/v1/models", headers=headers)
+    assert response.status_code == 400
+    assert "refused GET" in caplog.text
+    assert "secret-source" not in caplog.text
+    assert KEY not in caplog.text
+
+
+async def test_identity_never_leaks_between_concurrent_requests() -> None:
+    ARRIVED.clear()
+    ARRIVED.update(a=anyio.Event(), b=anyio.Event())
+    results: dict[str, str] = {}
+    async with gateway_client(meet_then_report) as client:
+
+        async def call(name: str) -> None:
+            response = await client.get(
+                f"/api/v2/aibridge/openai/v1?{name}",
+                headers={**IDENTITY_HEADERS, "X-AIBridge-Delegated-Key-ID": f"key-{name}"},
+            )
+            results[name] = response.text
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(call, "a")
+            group.start_soon(call, "b")
+    assert results == {"a": "('agents', 'key-a')", "b": "('agents', 'key-b')"}
+
+
+async def test_cancellation_reaches_the_app_through_the_middleware() -> None:
+    CANCELLED.clear()
+    CANCEL_SEEN.append(anyio.Event())
+    transport = StreamingASGITransport(
+        GatewayAuthMiddleware(streams_forever, KEY), disconnect_grace=0
+    )
+    async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
+        async with client.stream(
+            "GET", "/api/v2/aibridge/openai/v1/stream", headers=IDENTITY_HEADERS
+        ) as response:
+            async for chunk in response.aiter_bytes():
+                assert chunk == b"first"
+                break
+        await CANCEL_SEEN[-1].wait()
+    # Cancelled inside its identity: the cancellation went through the middleware's context.
+    assert CANCELLED == [("agents", "key-7")]
+
+
+async def test_app_context_changes_do_not_leak_out() -> None:
+    middleware = GatewayAuthMiddleware(leaky, KEY)
+    scope = http_scope([(b"x-aibridge-gateway-key", KEY.encode())])
+    await middleware(scope, no_body, discard)
+    assert source_from_context() is None
+
+
+def http_scope(headers: list[tuple[bytes, bytes]], kind: str = "http") -> Scope:
+    return {
+        "type": kind,
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/api/v2/aibridge/openai/v1/models",
+        "raw_path": b"/api/v2/aibridge/openai/v1/models",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "server": ("bridge", 80),
+        "client": ("127.0.0.1", 5000),
+        "state": {},
+    }
+
+
+async def no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def discard(message: Message) -> None:
+    pass
+
+
+async def test_request_without_aibridge_headers_passes_through_untouched() -> None:
+    SEEN.clear()
+    scope = http_scope([(b"accept", b"*/*")])
+    await GatewayAuthMiddleware(recorder, KEY)(scope, no_body, discard)
+    (seen,) = SEEN
+    assert seen["scope"] is scope
+    assert seen["headers"] == [(b"accept", b"*/*")]
+    assert seen["identity"] == (None, None)
+    assert seen["aibridge"] is None
+
+
+async def test_websocket_loses_aibridge_headers_and_gets_no_identity() -> None:
+    SEEN.clear()
+    headers = [(b"x-aibridge-gateway-key", KEY.encode()), (b"x-aibridge-source", b"agents")]
+    scope = http_scope([*headers, (b"origin", b"x")], kind="websocket")
+    await GatewayAuthMiddleware(recorder, KEY)(scope, no_body, discard)
+    (seen,) = SEEN
+    assert seen["headers"] == [(b"origin", b"x")]
+    assert seen["identity"] == (None, None)
+    assert seen["aibridge"] is None
+
+
+async def test_wrapped_app_still_works_in_process() -> None:
+    # The same wrapped app can be registered in-process: its identity passes through.
+    SEEN.clear()
+    factory = InProcessTransportFactory(GatewayAuthMiddleware(recorder, KEY))
+    with with_delegated_api_key_id("key-9"):
+        async with httpx.AsyncClient(
+            transport=factory.transport_for("anthropic", Source.AGENTS), base_url="http://x"
+        ) as client:
+            await client.get("/v1/messages")
+    assert SEEN[0]["identity"] == ("agents", "key-9")
+    assert SEEN[0]["aibridge"]["provider"] == "anthropic"
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+    yield {"ready": True}
+
+
+async def ready(request: Request) -> JSONResponse:
+    return JSONResponse({"ready": request.state.ready})
+
+
+lifespan_app = Starlette(routes=[Route("/api/v2/aibridge/openai/ready", ready)], lifespan=lifespan)
+
+
+async def test_lifespan_passes_through() -> None:
+    async with InProcessTransportFactory(GatewayAuthMiddleware(lifespan_app, KEY)) as factory:
+        with with_delegated_api_key_id("key-1"):
+            async with httpx.AsyncClient(
+                transport=factory.transport_for("openai", Source.AGENTS), base_url="http://x"
+            ) as client:
+                response = await client.get("/ready")
+    assert response.json() == {"ready": True}
+
+
+@pytest.mark.parametrize("key", ["", [], ["good-key", ""]])
+def test_empty_gateway_key_is_refused_at_construction(key: str | list[str]) -> None:
+    with pytest.raises(ValueError, match="gateway_key must not be empty"):
+        GatewayAuthMiddleware(recorder, key)
+
+
+@pytest.mark.parametrize(("sent", "status"), [("old-key", 200), ("new-key", 200), ("x", 401)])
+async def test_several_keys_are_accepted_during_a_rotation(sent: str, status: int) -> None:
+    SEEN.clear()
+    middleware = GatewayAuthMiddleware(recorder, ["new-key", "old-key"])
+    async with httpx.AsyncClient(
+        transport=StreamingASGITransport(middleware), base_url="http://bridge"
+    ) as client:
+        response = await client.get(
+            "/api/v2/aibridge/openai/v1/models",
+            headers={**IDENTITY_HEADERS, "X-AIBridge-Gateway-Key": sent},
+        )
+    assert response.status_code == status
+    assert [seen["identity"] for seen in SEEN] == ([("agents", "key-7")] if status == 200 else [])
+
+
+def test_gateway_key_with_a_newline_is_refused_without_quoting_it() -> None:
+    with pytest.raises(ValueError, match="control characters") as caught:
+        GatewayAuthMiddleware(recorder, "s3cr3t\n")
+    assert "s3cr3t" not in str(caught.value)
+
+
+def test_repr_hides_the_key() -> None:
+    assert KEY not in repr(GatewayAuthMiddleware(recorder, KEY))
