@@ -9,12 +9,20 @@ in a `Flavor` naming its exception classes. The mixins themselves import neither
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from functools import partial
 from types import ModuleType
 from typing import Any, ClassVar
 
 from ._errors import InvalidRequestHeaderError
-from ._exchange import CoreProtocolError, CoreReadTimeout, CoreStreamClosed, Engine, Exchange
+from ._exchange import (
+    AbandonGuard,
+    CoreProtocolError,
+    CoreReadTimeout,
+    CoreStreamClosed,
+    Engine,
+    Exchange,
+)
 from ._types import ASGIApp
 
 __all__ = [
@@ -114,28 +122,40 @@ class ResponseBody:
 
     flavor: ClassVar[Flavor]
 
-    __slots__ = ("_exchange", "_request")
+    __slots__ = ("_exchange", "_guard")
 
     def __init__(self, exchange: Exchange, request: Any) -> None:
-        self._exchange = exchange
-        self._request = request
+        self._exchange: Exchange | None = exchange
+        self._guard: AbandonGuard | None = AbandonGuard(exchange)
+        # Not a bound method of this body: the exchange outlives it, and the body must stay
+        # collectable on its own (contract 6: a dropped response is released).
+        exchange.translate = partial(self.flavor.translate, request=request)
 
     # Not an async generator: iterating again after a `break` resumes where it stopped
     # (contract 5) and leaves nothing suspended to clean up.
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 
-    async def __anext__(self) -> bytes:
-        try:
-            return await self._exchange.next_chunk()
-        except _CORE_ERRORS as exc:
-            raise self.flavor.translate(exc, self._request) from exc.__cause__
+    def __anext__(self) -> Awaitable[bytes]:
+        exchange = self._exchange
+        if exchange is None:
+            return self._closed()
+        # The exchange's own coroutine, translating errors itself: one coroutine per chunk.
+        return exchange.next_chunk()
+
+    async def _closed(self) -> bytes:
+        raise self.flavor.stream_closed()
 
     async def aclose(self) -> None:
-        await self._exchange.aclose()
-
-    def __del__(self) -> None:
-        self._exchange.abandon()
+        exchange = self._exchange
+        if exchange is None:
+            return
+        try:
+            await exchange.aclose()
+        finally:
+            # httpx responses are reference cycles, freed by the collector: once closed, the
+            # body lets go of the exchange (freed at once) and of its guard's finalizer.
+            self._exchange = self._guard = None
 
 
 class TransportCore:

@@ -20,13 +20,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, Final
 
 import anyio
-import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._backend import spawn_detached
+from ._backend import AppTask, spawn_detached
 from ._types import ASGIApp, Message, Scope
 
 __all__ = [
+    "AbandonGuard",
     "CoreProtocolError",
     "CoreReadTimeout",
     "CoreStreamClosed",
@@ -87,12 +87,16 @@ def _check_headers(headers: object) -> list[tuple[bytes, bytes]]:
         )
     checked: list[tuple[bytes, bytes]] = []
     for header in headers:
-        if not isinstance(header, list | tuple) or len(header) != 2:
+        try:
+            name, value = header
+        except (TypeError, ValueError):
             raise RuntimeError(
                 f"ASGI 'http.response.start' header {header!r} is not a (bytes, bytes) pair"
-            )
-        name = _header_bytes(header[0], header)
-        value = _header_bytes(header[1], header)
+            ) from None
+        if type(name) is not bytes:
+            name = _header_bytes(name, header)
+        if type(value) is not bytes:
+            value = _header_bytes(value, header)
         # translate() deletes the forbidden bytes in C: a shorter result means one was there.
         if not name or len(name.translate(None, _NOT_TOKEN_BYTES)) != len(name):
             raise RuntimeError(f"ASGI response header name {name!r} is not a valid token")
@@ -198,7 +202,7 @@ class Engine:
         exchanges = [exchange for exchange in self.live if not exchange.app_done]
         for exchange in exchanges:
             exchange.disconnect()
-            exchange.cancel_scope.cancel()
+            exchange.task.cancel()
         for exchange in exchanges:
             await exchange.wait_finished()
 
@@ -211,12 +215,12 @@ class Exchange:
         "_body_iterator",
         "_consumer_closed",
         "_finished",
+        "_head",
         "_recv",
         "_send",
         "_tail",
         "_wake_receive",
         "app_done",
-        "cancel_scope",
         "disconnected",
         "engine",
         "error",
@@ -227,6 +231,7 @@ class Exchange:
         "state",
         "status",
         "task",
+        "translate",
     )
 
     def __init__(
@@ -240,6 +245,7 @@ class Exchange:
         self.scope = scope
         self.read_timeout = read_timeout
         self._body = body
+        self._head = scope["method"] == "HEAD"
         self._body_iterator: AsyncIterator[bytes] | None = None
         self.request_complete = False
         # Items: first the (status, headers) start, then bytes chunks; closed at the end.
@@ -256,27 +262,28 @@ class Exchange:
         self._consumer_closed = False
         self.app_done = False
         self.error: BaseException | None = None
-        self.cancel_scope = anyio.CancelScope()
         self._finished: anyio.Event | None = None
         self._wake_receive: anyio.Event | None = None
         self._tail: list[bytes] = []
-        self.task: object = None
+        self.task: AppTask  # set by Engine.open as soon as the task is spawned
+        self.translate: Callable[[Exception], BaseException] = _untranslated
 
     # -- the app's side ---------------------------------------------------------------------
 
     async def run(self) -> None:
+        # Cancellation (grace period, transport closed) passes through: the task handle of
+        # `_backend` cancels the task natively.
         try:
-            with self.cancel_scope:
-                try:
-                    await self.engine.app(self.scope, self.receive, self.send)
-                except Exception as exc:
-                    self._app_raised(exc)
-                except (KeyboardInterrupt, SystemExit) as exc:
-                    # Never a 500, never swallowed: handed to the consumer (contract 7).
-                    self.error = exc
-                else:
-                    self._app_returned()
-                await self._close_request_body()
+            try:
+                await self.engine.app(self.scope, self.receive, self.send)
+            except Exception as exc:
+                self._app_raised(exc)
+            except (KeyboardInterrupt, SystemExit) as exc:
+                # Never a 500, never swallowed: handed to the consumer (contract 7).
+                self.error = exc
+            else:
+                self._app_returned()
+            await self._close_request_body()
         finally:
             self._finish()
 
@@ -311,17 +318,25 @@ class Exchange:
                     raise RuntimeError("ASGI app sent 'http.response.start' twice")
                 raise RuntimeError(f"ASGI app sent {kind!r} while sending the response body")
             body = message.get("body", b"")
-            if not isinstance(body, bytes | bytearray | memoryview):
-                raise RuntimeError(
-                    f"ASGI 'http.response.body' body must be bytes, got {type(body).__name__}"
-                )
+            if type(body) is not bytes:
+                if not isinstance(body, bytes | bytearray | memoryview):
+                    raise RuntimeError(
+                        f"ASGI 'http.response.body' body must be bytes, got {type(body).__name__}"
+                    )
+                body = bytes(body)
             more_body = bool(message.get("more_body", False))
             if not more_body:
                 self.state = _COMPLETE
             if self.disconnected:
                 return
-            if body and self.scope["method"] != "HEAD":
-                await self._put(bytes(body) if not isinstance(body, bytes) else body)
+            if body and not self._head:
+                # Inline: trying without waiting spares a coroutine and a loop trip per chunk.
+                try:
+                    self._send.send_nowait(body)
+                except anyio.WouldBlock:
+                    await self._put(body)
+                except anyio.BrokenResourceError:
+                    pass  # the consumer left: send() is a no-op, as under uvicorn
             if not more_body:
                 self._send.close()  # EOF now, even if the app keeps running (contract 5)
                 self._wake()
@@ -337,12 +352,16 @@ class Exchange:
             self.headers = _check_headers(message.get("headers", []))
             self.state = _STARTED
             if not self.disconnected:
-                await self._put(None)
+                try:
+                    self._send.send_nowait(None)  # the start marker
+                except anyio.WouldBlock:
+                    await self._put(None)
+                except anyio.BrokenResourceError:
+                    pass
         else:
             raise RuntimeError(f"ASGI app sent {kind!r} after the response was complete")
 
     async def _put(self, item: bytes | None) -> None:
-        # Trying without waiting first spares a trip through the event loop per chunk.
         try:
             self._send.send_nowait(item)
             return
@@ -466,7 +485,7 @@ class Exchange:
         # One turn of the loop first: the app task usually sends within it, which spares the
         # read timeout's cancel scope and the stream's wait event (together ~15 us a chunk).
         try:
-            await anyio.lowlevel.checkpoint()
+            await self.task.checkpoint()
         except BaseException:
             self.disconnect()  # the caller was cancelled (contract 6)
             raise
@@ -477,7 +496,7 @@ class Exchange:
         try:
             if timeout is None:
                 return await self._recv.receive()
-            with anyio.fail_after(timeout):
+            async with self.task.timeout(timeout):
                 return await self._recv.receive()
         except anyio.EndOfStream:
             return _EOF
@@ -491,16 +510,23 @@ class Exchange:
             raise
 
     async def next_chunk(self) -> bytes:
-        """The next body chunk; `StopAsyncIteration` at the end of the body."""
-        if self._tail:
-            return self._tail.pop(0)
-        if self._consumer_closed:
-            raise CoreStreamClosed
-        item = self._take()
-        if item is _PENDING:
-            item = await self._wait_item()
-        if item is _EOF:
-            self._end_of_body()
+        """The next body chunk; `StopAsyncIteration` at the end of the body.
+
+        Errors leave through `translate`, which the adapter sets to give them the client's
+        flavour: the body stream can hand out this coroutine itself, one fewer per chunk.
+        """
+        try:
+            if self._tail:
+                return self._tail.pop(0)
+            if self._consumer_closed:
+                raise CoreStreamClosed
+            item = self._take()
+            if item is _PENDING:
+                item = await self._wait_item()
+            if item is _EOF:
+                self._end_of_body()
+        except _CORE_ERRORS as exc:
+            raise self.translate(exc) from exc.__cause__
         assert isinstance(item, bytes)
         return item
 
@@ -555,9 +581,7 @@ class Exchange:
             # finalized before its receive stream, which is closed here (contract 6).
             self.engine.live.discard(self)
         else:
-            deadline = anyio.current_time() + self.engine.disconnect_grace
-            if deadline < self.cancel_scope.deadline:
-                self.cancel_scope.deadline = deadline
+            self.task.cancel_after(self.engine.disconnect_grace)
 
     def abandon(self) -> None:
         """The response was garbage-collected without being closed (contract 6)."""
@@ -578,5 +602,27 @@ class Exchange:
         await self._finished.wait()
 
 
+class AbandonGuard:
+    """Releases an exchange whose response was dropped without being closed (contract 6).
+
+    Apart from the body stream on purpose: httpx responses are reference cycles, and a
+    finalizer in a cycle makes its collection slower; a closed body drops its guard, so only
+    abandoned responses reach the collector with a finalizer.
+    """
+
+    __slots__ = ("exchange",)
+
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+
+    def __del__(self) -> None:
+        self.exchange.abandon()
+
+
+def _untranslated(exc: Exception) -> BaseException:
+    return exc
+
+
+_CORE_ERRORS: Final = (CoreReadTimeout, CoreProtocolError, CoreStreamClosed)
 _EOF: Final = object()
 _PENDING: Final = object()
