@@ -392,3 +392,31 @@ def test_gateway_key_with_a_newline_is_refused_without_quoting_it() -> None:
 
 def test_repr_hides_the_key() -> None:
     assert KEY not in repr(GatewayAuthMiddleware(recorder, KEY))
+
+
+@pytest.mark.parametrize("sent", ["new-key", "old-key", "wrong-key", "new-ke"])
+async def test_every_key_is_compared_in_constant_time(
+    sent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A spy around the real comparison: every configured key is compared with
+    # hmac.compare_digest, whichever matches, so timing tells nothing about the key.
+    import hmac
+
+    compared: list[tuple[bytes, bytes]] = []
+    real_compare = hmac.compare_digest
+
+    def spy(sent_key: bytes, key: bytes) -> bool:
+        compared.append((sent_key, key))
+        return real_compare(sent_key, key)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    middleware = GatewayAuthMiddleware(recorder, ["new-key", "old-key"])
+    async with httpx.AsyncClient(
+        transport=StreamingASGITransport(middleware), base_url="http://bridge"
+    ) as client:
+        response = await client.get(
+            "/api/v2/aibridge/openai/v1/models",
+            headers={**IDENTITY_HEADERS, "X-AIBridge-Gateway-Key": sent},
+        )
+    assert response.status_code == (200 if sent in ("new-key", "old-key") else 401)
+    assert compared == [(sent.encode(), b"new-key"), (sent.encode(), b"old-key")]
