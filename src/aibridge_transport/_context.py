@@ -97,11 +97,10 @@ def delegated_api_key_id_from_context() -> str | None:
     return _delegated_api_key_id.get() or None
 
 
-def identity_context(
-    base: contextvars.Context, source: str | None, key_id: str | None
-) -> contextvars.Context:
-    """A copy of `base` in which the identity variables hold `source` and `key_id`."""
-    context = base.copy()
+def identity_context(source: str | None, key_id: str | None) -> contextvars.Context:
+    """A copy of the current context in which the identity variables hold `source` and
+    `key_id`: what a request's app runs in."""
+    context = contextvars.copy_context()
     context.run(_source.set, source)
     context.run(_delegated_api_key_id.set, key_id)
     return context

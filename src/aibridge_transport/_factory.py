@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextvars
+import functools
 import weakref
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
@@ -40,7 +40,7 @@ class AIBridgeRoute(TransportCore):
         if key_id is None:
             raise MissingDelegatedAPIKeyError()
         raw_path = request.url.raw_path.split(b"?", 1)[0].decode("ascii")
-        placed = bridge_path(self._provider, raw_path)
+        placed = _placed(self._provider, raw_path)
         extensions = {
             "aibridge": {
                 "provider": self._provider,
@@ -48,8 +48,12 @@ class AIBridgeRoute(TransportCore):
                 "delegated_api_key_id": key_id,
             }
         }
-        context = _identity_context(contextvars.copy_context(), self._source, key_id)
+        context = _identity_context(self._source, key_id)
         return placed.path, placed.raw_path, extensions, context
+
+
+# SDKs call a handful of paths over and over: the rewrite is pure, so it is cached.
+_placed = functools.lru_cache(maxsize=1024)(bridge_path)
 
 
 def _transport_class(flavour: str) -> type[AIBridgeRoute]:

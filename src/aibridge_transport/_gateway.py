@@ -234,7 +234,7 @@ class GatewayAuthMiddleware:
 
         if not key_id or provider is None:
             # Authenticated, but nobody to act for: the app sees no identity (contract 11).
-            context = identity_context(contextvars.copy_context(), None, None)
+            context = identity_context(None, None)
         else:
             extensions = dict(scope.get("extensions") or {})
             extensions["aibridge"] = {
@@ -243,7 +243,7 @@ class GatewayAuthMiddleware:
                 "delegated_api_key_id": key_id,
             }
             scope["extensions"] = extensions
-            context = identity_context(contextvars.copy_context(), source, key_id)
+            context = identity_context(source, key_id)
         await _RunInContext(self.app(scope, receive, send), context)
 
 
