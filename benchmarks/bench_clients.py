@@ -19,7 +19,7 @@ from bench_app import BRIDGE_PREFIX
 from aibridge_transport import InProcessTransportFactory, Source, StreamingASGITransport
 from aibridge_transport._adapter import DEFAULT_MAX_BUFFERED_CHUNKS
 from aibridge_transport._backend import spawn_detached
-from aibridge_transport._types import ASGIApp, Message, Scope
+from aibridge_transport.types import ASGIApp, Message, Scope
 
 __all__ = [
     "CLIENT_NAMES",

@@ -26,7 +26,7 @@ from aibridge_transport import (
     StreamingASGITransport,
     with_delegated_api_key_id,
 )
-from aibridge_transport._types import Receive, Scope, Send
+from aibridge_transport.types import Receive, Scope, Send
 
 __all__ = [
     "Checkpoint",

@@ -11,7 +11,7 @@ import pytest
 import sniffio
 
 from aibridge_transport import StreamingASGITransport
-from aibridge_transport._types import Message, Receive, Scope, Send
+from aibridge_transport.types import Message, Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,7 @@ from aibridge_transport import (
     StreamingASGITransport,
     with_delegated_api_key_id,
 )
-from aibridge_transport._types import Message, Receive, Scope, Send
+from aibridge_transport.types import Message, Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
 

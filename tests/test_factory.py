@@ -22,7 +22,7 @@ from aibridge_transport import (
     source_from_context,
     with_delegated_api_key_id,
 )
-from aibridge_transport._types import Receive, Scope, Send
+from aibridge_transport.types import Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
 

@@ -35,8 +35,8 @@ from aibridge_transport import (
     StreamingASGITransport,
     with_delegated_api_key_id,
 )
-from aibridge_transport._types import Receive, Scope, Send
 from aibridge_transport.httpx2 import StreamingASGITransport as StreamingASGITransport2
+from aibridge_transport.types import Receive, Scope, Send
 
 # More for a long campaign: AIBRIDGE_FUZZ_EXAMPLES=5000 pytest tests/test_fuzz.py
 EXAMPLES = int(os.environ.get("AIBRIDGE_FUZZ_EXAMPLES", "80"))

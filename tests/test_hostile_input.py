@@ -16,8 +16,8 @@ from aibridge_transport import (
     with_delegated_api_key_id,
 )
 from aibridge_transport._adapter import MAX_REQUEST_HEADER_BYTES
-from aibridge_transport._types import Message, Receive, Scope, Send
 from aibridge_transport.httpx2 import StreamingASGITransport as StreamingASGITransport2
+from aibridge_transport.types import Message, Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
 

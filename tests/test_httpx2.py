@@ -8,8 +8,8 @@ import httpx2
 import pytest
 
 from aibridge_transport import InProcessTransportFactory, Source, with_delegated_api_key_id
-from aibridge_transport._types import Message, Receive, Scope, Send
 from aibridge_transport.httpx2 import StreamingASGITransport
+from aibridge_transport.types import Message, Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from aibridge_transport import StreamingASGITransport
-from aibridge_transport._types import Message, Receive, Scope, Send
+from aibridge_transport.types import Message, Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
 

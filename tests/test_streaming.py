@@ -17,7 +17,7 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from aibridge_transport import StreamingASGITransport
-from aibridge_transport._types import Receive, Scope, Send
+from aibridge_transport.types import Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
 

@@ -23,7 +23,7 @@ from ._exchange import (
     Engine,
     Exchange,
 )
-from ._types import ASGIApp
+from .types import ASGIApp
 
 __all__ = [
     "DEFAULT_MAX_BUFFERED_CHUNKS",

@@ -23,7 +23,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._backend import AppTask, spawn_detached
-from ._types import ASGIApp, Message, Scope
+from .types import ASGIApp, Message, Scope
 
 __all__ = [
     "AbandonGuard",

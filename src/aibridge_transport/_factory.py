@@ -14,7 +14,7 @@ from ._errors import BridgeNotRegisteredError, MissingDelegatedAPIKeyError
 from ._exchange import Engine
 from ._lifespan import Lifespan
 from ._paths import bridge_path, validate_provider_name
-from ._types import ASGIApp
+from .types import ASGIApp
 
 __all__ = ["AIBridgeRoute", "Flavour", "InProcessTransportFactory", "TransportFactory"]
 

@@ -18,7 +18,7 @@ from typing import Any
 from ._context import check_delegated_api_key_id, check_source, identity_context
 from ._errors import InvalidProviderNameError
 from ._paths import AIBRIDGE_ROOT_PATH, validate_provider_name
-from ._types import ASGIApp, Receive, Scope, Send
+from .types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
     "DELEGATED_KEY_ID_HEADER",

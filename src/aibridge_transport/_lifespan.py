@@ -10,7 +10,7 @@ import anyio
 
 from ._backend import spawn_detached
 from ._errors import AIBridgeTransportError
-from ._types import ASGIApp, Message
+from .types import ASGIApp, Message
 
 __all__ = ["Lifespan", "LifespanError"]
 

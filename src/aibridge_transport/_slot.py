@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 from ._factory import InProcessTransportFactory, TransportFactory
-from ._types import ASGIApp
+from .types import ASGIApp
 
 __all__ = ["TransportFactorySlot"]
 

@@ -25,7 +25,7 @@ import pytest
 from ._context import Source, with_delegated_api_key_id
 from ._errors import AIBridgeTransportError
 from ._factory import InProcessTransportFactory
-from ._types import ASGIApp
+from .types import ASGIApp
 
 if TYPE_CHECKING:
     import httpx2

@@ -13,7 +13,7 @@ from starlette.routing import Route, Router
 
 from .._context import delegated_api_key_id_from_context, source_from_context
 from .._paths import AIBRIDGE_ROOT_PATH
-from .._types import Receive, Scope, Send
+from ..types import Receive, Scope, Send
 from ._formats import AnthropicMessages, Format, OpenAIChat, OpenAIResponses
 from ._record import RecordedRequest, redact_headers
 from ._script import Crash, HTTPError, Reply, Script, SimulatedCrash, Stall
