@@ -6,15 +6,26 @@ their `http_client`. So the task is spawned at loop level, a native asyncio task
 system task, and the library itself cancels and awaits it (`aclose`, grace periods). Both are
 cheaper than an anyio task group, and native cancellation is cheaper than an anyio cancel
 scope around every app (about 5 us of a small request on asyncio).
+
+On asyncio the task starts eagerly: its first step runs at once, inside `spawn_detached`, as
+Python 3.12's eager tasks do (`Task(..., eager_start=True)`, used there). An app that answers
+without blocking (a JSON reply) has then finished before the caller would have yielded, and
+the caller reads its response without a turn of the loop, like `httpx.ASGITransport` does.
+Python 3.11 has no eager tasks; there the task's first step, which `create_task` queued on
+the loop, is taken off the queue and run now, with the task made current for it exactly as
+the loop would (see `_run_first_step`). Loops without that queue (uvloop) start the task on
+their next turn, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.tasks
 import contextvars
 import inspect
 import sys
 import types
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -41,32 +52,47 @@ class AppTask:
     def checkpoint(self) -> Awaitable[None]:
         raise NotImplementedError
 
+    def pass_turn(self) -> Awaitable[None]:
+        """Let the other tasks run once; a cancellation waits for the task's next wait."""
+        raise NotImplementedError
+
     def timeout(self, delay: float) -> AbstractAsyncContextManager[object]:
         """A scope that raises `TimeoutError` when `delay` seconds pass inside it."""
         raise NotImplementedError
 
 
 class _AsyncioTask(AppTask):
-    __slots__ = ("_deadline", "_loop", "_task", "_timer")
+    __slots__ = ("_deadline", "_loop", "_spared", "_task", "_timer")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[None]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._task = task
+        self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = float("inf")
+        self._spared = False
+
+    def start(self, coroutine: Coroutine[Any, Any, None], context: contextvars.Context) -> None:
+        self._task = _start_eagerly(self._loop, coroutine, context)
 
     def cancel(self) -> None:
+        if self._task is None:  # asked from inside the task's eager first step
+            self._loop.call_soon(self.cancel)
+            return
         if self._task.done():
             return
         coroutine = self._task.get_coro()
-        waiter = getattr(self._task, "_fut_waiter", None)
-        if (waiter is not None and waiter.done()) or (
-            inspect.iscoroutine(coroutine)
-            and inspect.getcoroutinestate(coroutine) == inspect.CORO_CREATED
+        if inspect.iscoroutine(coroutine) and (
+            inspect.getcoroutinestate(coroutine) == inspect.CORO_CREATED
         ):
-            # Two moments to wait out by a turn of the loop, as anyio does: a task already
-            # woken (by the disconnect, say) gets to see why before it is cancelled, and a
-            # coroutine cancelled before its first step would never run its `finally`.
+            # A coroutine cancelled before its first step would never run its `finally`.
+            self._loop.call_soon(self.cancel)
+            return
+        waiter = getattr(self._task, "_fut_waiter", None)
+        if not self._spared and (waiter is None or waiter.done()):
+            # A task that is due to run (woken by the disconnect, say, or passing a
+            # checkpoint in `send()`) gets that turn, once, before it is cancelled: it sees
+            # why it must stop, as anyio's delivery lets a woken task run first.
+            self._spared = True
             self._loop.call_soon(self.cancel)
             return
         self._deadline = 0.0
@@ -77,7 +103,7 @@ class _AsyncioTask(AppTask):
 
     def cancel_after(self, delay: float) -> None:
         deadline = self._loop.time() + delay
-        if deadline >= self._deadline or self._task.done():
+        if deadline >= self._deadline or (self._task is not None and self._task.done()):
             return
         self._deadline = deadline
         if self._timer is not None:
@@ -85,6 +111,10 @@ class _AsyncioTask(AppTask):
         self._timer = self._loop.call_at(deadline, self.cancel)
 
     def checkpoint(self) -> Awaitable[None]:
+        return _next_turn()
+
+    def pass_turn(self) -> Awaitable[None]:
+        # A task due to run is spared once by `cancel` (see there).
         return _next_turn()
 
     def timeout(self, delay: float) -> AbstractAsyncContextManager[object]:
@@ -117,6 +147,11 @@ class _TrioTask(AppTask):
 
         await trio.lowlevel.checkpoint()
 
+    async def pass_turn(self) -> None:
+        import trio
+
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
     def timeout(self, delay: float) -> AbstractAsyncContextManager[object]:
         return _trio_timeout(delay)
 
@@ -143,18 +178,72 @@ def _running_trio() -> bool:
     return trio is not None and bool(trio.lowlevel.in_trio_run())
 
 
+if sys.version_info >= (3, 12):
+
+    def _start_eagerly(
+        loop: asyncio.AbstractEventLoop,
+        coroutine: Coroutine[Any, Any, None],
+        context: contextvars.Context,
+    ) -> asyncio.Task[None]:
+        if loop.get_task_factory() is not None:  # the loop's owner decides how tasks start
+            return loop.create_task(coroutine, context=context)
+        return asyncio.Task(coroutine, loop=loop, context=context, eager_start=True)
+
+else:
+
+    def _start_eagerly(
+        loop: asyncio.AbstractEventLoop,
+        coroutine: Coroutine[Any, Any, None],
+        context: contextvars.Context,
+    ) -> asyncio.Task[None]:
+        task = loop.create_task(coroutine, context=context)
+        _run_first_step(loop, task)
+        return task
+
+    def _run_first_step(loop: asyncio.AbstractEventLoop, task: asyncio.Task[None]) -> None:
+        # `create_task` has just put the task's first step at the end of the loop's ready
+        # queue. Only when that is certain (a standard loop, the queue's last handle being
+        # this task's step) and a task runs now (the caller), the step is taken off and run
+        # here: the caller stops being the current task, the new task becomes it, and the
+        # step runs in the task's context, which is what the loop's turn would do.
+        ready = getattr(loop, "_ready", None)
+        if type(ready) is not deque or not ready:
+            return
+        handle = ready[-1]
+        if getattr(getattr(handle, "_callback", None), "__self__", None) is not task:
+            return
+        caller = asyncio.current_task(loop)
+        if caller is None:
+            return
+        ready.pop()
+        asyncio.tasks._leave_task(loop, caller)
+        try:
+            handle._run()
+        finally:
+            asyncio.tasks._enter_task(loop, caller)
+
+
 def spawn_detached(
-    task: Callable[[], Coroutine[Any, Any, None]], context: contextvars.Context
+    task: Callable[[], Coroutine[Any, Any, None]],
+    context: contextvars.Context,
+    bind: Callable[[AppTask], None] | None = None,
 ) -> AppTask:
     """Start `task()` in `context` on the running loop; return its handle.
 
-    `task` must catch every exception but cancellation itself.
+    `task` must catch every exception but cancellation itself. On asyncio its first step
+    runs before this returns (see the module's docstring); `bind` receives the handle before
+    that step, for a task that needs its own handle.
     """
     if _running_trio():
         import trio
 
-        handle = _TrioTask()
-        trio.lowlevel.spawn_system_task(handle.run, task, context=context)
-        return handle
-    loop = asyncio.get_running_loop()
-    return _AsyncioTask(loop, loop.create_task(task(), context=context))
+        trio_handle = _TrioTask()
+        if bind is not None:
+            bind(trio_handle)
+        trio.lowlevel.spawn_system_task(trio_handle.run, task, context=context)
+        return trio_handle
+    handle = _AsyncioTask(asyncio.get_running_loop())
+    if bind is not None:
+        bind(handle)
+    handle.start(task(), context)
+    return handle

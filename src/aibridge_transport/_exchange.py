@@ -2,7 +2,14 @@
 
 The app runs in its own task (see `_backend`). Its `send()` feeds an anyio memory object
 stream that carries the response start and then each body chunk; the consumer reads the
-stream. The buffer bounds how far the app runs ahead of a slow consumer (contract 5). When the
+stream. The buffer bounds how far the app runs ahead of a slow consumer (contract 5).
+
+The stream is opened by the first side that has to wait: the consumer for a start or a chunk
+that has not come yet, or the app for room once it is a buffer's worth of chunks ahead. Until
+then the chunks are kept in a list (`_early`), at most the buffer size, which the consumer
+reads first and which moves into the stream if the app opens it. A response that is complete
+before anyone waits, the common case on asyncio where the app's first step runs eagerly,
+never needs a stream (about 3 us and 1.4 KiB of a small request). When the
 consumer leaves, the app is disconnected the way uvicorn does it at ASGI spec 2.3: `receive()`
 answers `http.disconnect`, `send()` becomes a silent no-op, and after a grace period the app's
 task is cancelled (contract 6). What the app does wrong is mapped by the table in contract 7.
@@ -188,7 +195,9 @@ class Engine:
         """Run the app for `scope` and return the exchange once the response has started."""
         exchange = Exchange(self, scope, body, read_timeout)
         self.live.add(exchange)
-        exchange.task = spawn_detached(exchange.run, context)
+        # On asyncio the app's first step runs in here: an app that answers at once has
+        # finished, and its response is read below without a turn of the loop.
+        spawn_detached(exchange.run, context, exchange.bind_task)
         await exchange.wait_start()
         return exchange
 
@@ -214,11 +223,12 @@ class Exchange:
         "_body",
         "_body_iterator",
         "_consumer_closed",
+        "_early",
         "_finished",
+        "_first_chunk",
         "_head",
         "_recv",
         "_send",
-        "_tail",
         "_wake_receive",
         "app_done",
         "disconnected",
@@ -248,13 +258,12 @@ class Exchange:
         self._head = scope["method"] == "HEAD"
         self._body_iterator: AsyncIterator[bytes] | None = None
         self.request_complete = False
-        # Items: first the (status, headers) start, then bytes chunks; closed at the end.
-        # Called unsubscripted: `create_memory_object_stream[object]` builds a generic alias
-        # on every call, about 3 us of a small request.
-        send: MemoryObjectSendStream[object]
-        recv: MemoryObjectReceiveStream[object]
-        send, recv = anyio.create_memory_object_stream(engine.max_buffered_chunks)
-        self._send, self._recv = send, recv
+        # Opened by `_open_stream` when a side has to wait (see the module's docstring).
+        self._send: MemoryObjectSendStream[object] | None = None
+        self._recv: MemoryObjectReceiveStream[object] | None = None
+        # Chunks sent before the stream was opened; also the 500 answer's body.
+        self._early: list[bytes] = []
+        self._first_chunk = True
         self.state = _INIT
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
@@ -264,9 +273,23 @@ class Exchange:
         self.error: BaseException | None = None
         self._finished: anyio.Event | None = None
         self._wake_receive: anyio.Event | None = None
-        self._tail: list[bytes] = []
-        self.task: AppTask  # set by Engine.open as soon as the task is spawned
+        self.task: AppTask  # bound by `spawn_detached` before the app's first step
         self.translate: Callable[[Exception], BaseException] = _untranslated
+
+    def bind_task(self, task: AppTask) -> None:
+        self.task = task
+
+    def _open_stream(self) -> None:
+        """Open the stream for a side that has to wait, moving the early chunks into it."""
+        # Called unsubscripted: `create_memory_object_stream[object]` builds a generic alias
+        # on every call, about 3 us of a small request.
+        send: MemoryObjectSendStream[object]
+        recv: MemoryObjectReceiveStream[object]
+        send, recv = anyio.create_memory_object_stream(self.engine.max_buffered_chunks)
+        for chunk in self._early:  # fits: the app keeps at most the buffer size early
+            send.send_nowait(chunk)
+        self._early.clear()
+        self._send, self._recv = send, recv
 
     # -- the app's side ---------------------------------------------------------------------
 
@@ -330,15 +353,31 @@ class Exchange:
             if self.disconnected:
                 return
             if body and not self._head:
-                # Inline: trying without waiting spares a coroutine and a loop trip per chunk.
-                try:
-                    self._send.send_nowait(body)
-                except anyio.WouldBlock:
-                    await self._put(body)
-                except anyio.BrokenResourceError:
-                    pass  # the consumer left: send() is a no-op, as under uvicorn
+                stream = self._send
+                if stream is None:
+                    if len(self._early) < self.engine.max_buffered_chunks:
+                        self._early.append(body)
+                    else:  # a buffer's worth ahead: from now on the app may have to wait
+                        self._open_stream()
+                        await self._put(body)
+                else:
+                    # Inline: trying without waiting spares a coroutine and a loop trip per
+                    # chunk.
+                    try:
+                        stream.send_nowait(body)
+                    except anyio.WouldBlock:
+                        await self._put(body)
+                    except anyio.BrokenResourceError:
+                        return  # the consumer left: send() is a no-op, as under uvicorn
+                    if more_body and self._first_chunk:
+                        # A reader is waiting: let it have the first chunk now, before the
+                        # app fills the buffer (time to first byte); from then on the app
+                        # runs ahead between the reader's turns (throughput).
+                        self._first_chunk = False
+                        await self.task.pass_turn()
             if not more_body:
-                self._send.close()  # EOF now, even if the app keeps running (contract 5)
+                if self._send is not None:
+                    self._send.close()  # EOF now, even if the app keeps running (contract 5)
                 self._wake()
         elif self.state == _INIT:
             if kind != "http.response.start":
@@ -351,9 +390,10 @@ class Exchange:
             self.status = _check_status(message.get("status"))
             self.headers = _check_headers(message.get("headers", []))
             self.state = _STARTED
-            if not self.disconnected:
+            if self._send is not None and not self.disconnected:
+                # The consumer opened the stream to wait for the start: the start marker.
                 try:
-                    self._send.send_nowait(None)  # the start marker
+                    self._send.send_nowait(None)
                 except anyio.WouldBlock:
                     await self._put(None)
                 except anyio.BrokenResourceError:
@@ -362,6 +402,7 @@ class Exchange:
             raise RuntimeError(f"ASGI app sent {kind!r} after the response was complete")
 
     async def _put(self, item: bytes | None) -> None:
+        assert self._send is not None
         try:
             self._send.send_nowait(item)
             return
@@ -427,9 +468,11 @@ class Exchange:
 
     def _finish(self) -> None:
         self.app_done = True
-        self._send.close()
+        if self._send is not None:
+            self._send.close()
         self._wake()
-        if self.disconnected:
+        if self.disconnected or self._recv is None:
+            # Nothing left to release: no task, and no stream to be finalized (see disconnect).
             self.engine.live.discard(self)
         if self._finished is not None:
             self._finished.set()
@@ -441,7 +484,13 @@ class Exchange:
     # -- the consumer's side ----------------------------------------------------------------
 
     async def wait_start(self) -> None:
+        if self.state != _INIT:
+            return  # started while the app's first step ran
         try:
+            if self.app_done:
+                self._start_failed()
+                return
+            self._open_stream()  # the app's send() puts the start marker in it first
             item = self._take()
             if item is _PENDING:
                 item = await self._wait_item()
@@ -450,15 +499,14 @@ class Exchange:
         except BaseException:
             self.disconnect()
             raise
-        # The first item is always the start marker: the app's send() puts nothing else first.
 
     def _start_failed(self) -> None:
         error = self.error
         if error is not None and _is_fatal(error):
-            self._recv.close()
+            self._close_receiving()
             raise error
         if self.engine.raise_app_exceptions:
-            self._recv.close()
+            self._close_receiving()
             if error is None:  # cancelled before it started: only when the transport closed
                 raise CoreProtocolError("the transport closed before the app started a response")
             raise error
@@ -466,12 +514,21 @@ class Exchange:
         self.status = 500
         self.headers = list(_ERROR_HEADERS)
         if self.scope["method"] != "HEAD":
-            self._tail.append(_INTERNAL_SERVER_ERROR)
+            self._early.append(_INTERNAL_SERVER_ERROR)
         self.state = _COMPLETE
 
+    def _close_receiving(self) -> None:
+        if self._recv is not None:
+            self._recv.close()
+
     def _take(self) -> object:
+        recv = self._recv
+        if recv is None:  # every chunk so far came early
+            if self.disconnected:
+                raise CoreStreamClosed  # as a closed stream would
+            return _EOF if self.app_done or self.state == _COMPLETE else _PENDING
         try:
-            return self._recv.receive_nowait()
+            return recv.receive_nowait()
         except anyio.WouldBlock:
             return _PENDING
         except anyio.EndOfStream:
@@ -482,6 +539,8 @@ class Exchange:
     async def _wait_item(self) -> object:
         """The next item when `_take()` found none: the callers try that first, in place, which
         spares a coroutine per chunk when the app runs ahead."""
+        if self._recv is None:
+            self._open_stream()
         # One turn of the loop first: the app task usually sends within it, which spares the
         # read timeout's cancel scope and the stream's wait event (together ~15 us a chunk).
         try:
@@ -493,11 +552,13 @@ class Exchange:
         if item is not _PENDING:
             return item
         timeout = self.read_timeout
+        recv = self._recv
+        assert recv is not None
         try:
             if timeout is None:
-                return await self._recv.receive()
+                return await recv.receive()
             async with self.task.timeout(timeout):
-                return await self._recv.receive()
+                return await recv.receive()
         except anyio.EndOfStream:
             return _EOF
         except anyio.ClosedResourceError:
@@ -516,8 +577,8 @@ class Exchange:
         flavour: the body stream can hand out this coroutine itself, one fewer per chunk.
         """
         try:
-            if self._tail:
-                return self._tail.pop(0)
+            if self._early:
+                return self._early.pop(0)
             if self._consumer_closed:
                 raise CoreStreamClosed
             item = self._take()
@@ -531,7 +592,7 @@ class Exchange:
         return item
 
     def _end_of_body(self) -> None:
-        self._recv.close()
+        self._close_receiving()
         error = self.error
         if error is not None and _is_fatal(error):
             raise error
@@ -574,7 +635,8 @@ class Exchange:
         if self.disconnected:
             return
         self.disconnected = True
-        self._recv.close()
+        self._close_receiving()
+        self._early.clear()  # what a closed stream would drop
         self._wake()
         if self.app_done:
             # Kept live until now, so that a response abandoned after its app ended is
@@ -592,7 +654,7 @@ class Exchange:
             self.disconnect()
         except Exception:  # no event loop any more (interpreter exit): nothing left to stop
             self.disconnected = True
-            self._recv.close()
+            self._close_receiving()
 
     async def wait_finished(self) -> None:
         if self.app_done:
