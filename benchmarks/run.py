@@ -8,6 +8,13 @@
 Each round runs every client once per scenario, in an order that rotates from round to round,
 so a noisy neighbour on a shared machine slows every client alike. Ratios are medians of the
 per-round ratios (client / reference within the same round).
+
+On glibc the allocator is pinned for the run (`--default-malloc` leaves it alone): by default
+glibc hands freed blocks above 128 KiB back to the kernel and faults them in again on the next
+allocation, and moves that threshold as it goes, so whether a 1 MiB or 8 MiB body costs a few
+hundred microseconds of page faults depends on what the previous round freed. The 1 MiB echo
+then measures 250 or 650 us for the same client from one round to the next. Pinned, every
+client's large bodies come from memory already mapped, as in a long-running service.
 """
 
 from __future__ import annotations
@@ -408,6 +415,26 @@ def machine() -> dict[str, Any]:
     }
 
 
+def pin_allocator() -> str:
+    """Keep glibc from returning freed memory to the kernel (see the module's docstring)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if platform.system() != "Linux" or name is None:
+        return "default allocator (not glibc)"
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return "default allocator (no mallopt)"
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    # 32 MiB is glibc's largest mmap threshold on 64-bit: every body here stays below it.
+    if mallopt(m_mmap_threshold, 32 * MiB) != 1 or mallopt(m_trim_threshold, 1 << 30) != 1:
+        return "default allocator (mallopt refused)"
+    return "glibc pinned: M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 1 GiB"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="few rounds, smaller bodies")
@@ -418,10 +445,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
     parser.add_argument("--client", action="append", help="only these clients (repeatable)")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("OLD", "NEW"))
+    parser.add_argument(
+        "--default-malloc", action="store_true", help="leave glibc's allocator as it is"
+    )
     args = parser.parse_args(argv)
     if args.compare:
         compare(*args.compare)
         return 0
+    allocator = "default allocator (--default-malloc)" if args.default_malloc else pin_allocator()
+    print(f"allocator: {allocator}", flush=True)
 
     settings = settings_for(args)
     scenarios = [s for s in SCENARIOS if not args.scenario or s.key in args.scenario]
@@ -469,6 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta["settings"] = settings.__dict__
     meta["max_buffered_chunks"] = DEFAULT_MAX_BUFFERED_CHUNKS
     meta["argv"] = list(sys.argv)
+    meta["allocator"] = allocator
     path = args.json or HERE / "results" / f"bench-{meta['date'].replace(':', '')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(

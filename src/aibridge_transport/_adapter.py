@@ -126,7 +126,7 @@ class ResponseBody:
 
     def __init__(self, exchange: Exchange, request: Any) -> None:
         self._exchange: Exchange | None = exchange
-        self._guard: AbandonGuard | None = AbandonGuard(exchange)
+        self._guard = AbandonGuard(exchange) if exchange.holds_resources else None
         # Not a bound method of this body: the exchange outlives it, and the body must stay
         # collectable on its own (contract 6: a dropped response is released).
         exchange.translate = partial(self.flavor.translate, request=request)

@@ -42,6 +42,12 @@ class AppTask:
 
     __slots__ = ()
 
+    # Set when the task's eager first step cancelled the task that spawned it (an app that
+    # cancels its caller's cancel scope at once): that task is running but was not current
+    # then, so the cancellation waits for its next suspension, which must come inside the
+    # scope that was cancelled (see `Engine.open`).
+    caller_cancelled = False
+
     def cancel(self) -> None:
         raise NotImplementedError
 
@@ -62,7 +68,7 @@ class AppTask:
 
 
 class _AsyncioTask(AppTask):
-    __slots__ = ("_deadline", "_loop", "_spared", "_task", "_timer")
+    __slots__ = ("_deadline", "_loop", "_spared", "_task", "_timer", "caller_cancelled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -70,9 +76,14 @@ class _AsyncioTask(AppTask):
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = float("inf")
         self._spared = False
+        self.caller_cancelled = False
 
     def start(self, coroutine: Coroutine[Any, Any, None], context: contextvars.Context) -> None:
+        caller = asyncio.current_task(self._loop)
+        requested = caller.cancelling() if caller is not None else 0
         self._task = _start_eagerly(self._loop, coroutine, context)
+        if caller is not None and caller.cancelling() > requested:
+            self.caller_cancelled = True
 
     def cancel(self) -> None:
         if self._task is None:  # asked from inside the task's eager first step

@@ -85,6 +85,11 @@ def _header_bytes(part: object, header: object) -> bytes:
 
 _NOT_TOKEN_BYTES: Final = bytes(range(0x21)) + b'()<>@,;:\\"/[]?={}\x7f'
 
+# Header names an app sends are a small set (mostly constants of its framework): each is
+# checked once. Bounded, so an app that makes up names cannot grow it without end.
+_VALID_NAMES: set[bytes] = set()
+_VALID_NAMES_MAX = 1024
+
 
 def _check_headers(headers: object) -> list[tuple[bytes, bytes]]:
     if not isinstance(headers, list | tuple):
@@ -104,9 +109,12 @@ def _check_headers(headers: object) -> list[tuple[bytes, bytes]]:
             name = _header_bytes(name, header)
         if type(value) is not bytes:
             value = _header_bytes(value, header)
-        # translate() deletes the forbidden bytes in C: a shorter result means one was there.
-        if not name or len(name.translate(None, _NOT_TOKEN_BYTES)) != len(name):
-            raise RuntimeError(f"ASGI response header name {name!r} is not a valid token")
+        if name not in _VALID_NAMES:
+            # translate() deletes the forbidden bytes in C: a shorter result means one was there.
+            if not name or len(name.translate(None, _NOT_TOKEN_BYTES)) != len(name):
+                raise RuntimeError(f"ASGI response header name {name!r} is not a valid token")
+            if len(_VALID_NAMES) < _VALID_NAMES_MAX:
+                _VALID_NAMES.add(name)
         if b"\r" in value or b"\n" in value or b"\x00" in value:
             raise RuntimeError(f"ASGI response header {name!r} has CR, LF or NUL in its value")
         checked.append((name, value))
@@ -197,7 +205,13 @@ class Engine:
         self.live.add(exchange)
         # On asyncio the app's first step runs in here: an app that answers at once has
         # finished, and its response is read below without a turn of the loop.
-        spawn_detached(exchange.run, context, exchange.bind_task)
+        task = spawn_detached(exchange.run, context, exchange.bind_task)
+        if task.caller_cancelled:
+            try:
+                await task.checkpoint()  # the cancellation arrives here, in the caller's scope
+            except BaseException:
+                exchange.disconnect()
+                raise
         await exchange.wait_start()
         return exchange
 
@@ -278,6 +292,12 @@ class Exchange:
 
     def bind_task(self, task: AppTask) -> None:
         self.task = task
+
+    @property
+    def holds_resources(self) -> bool:
+        """Whether dropping the response unclosed leaves something to release: a running
+        app or an open stream. A response complete in the app's first step holds neither."""
+        return not self.app_done or self._recv is not None
 
     def _open_stream(self) -> None:
         """Open the stream for a side that has to wait, moving the early chunks into it."""
