@@ -80,9 +80,12 @@ class _AsyncioTask(AppTask):
 
     def start(self, coroutine: Coroutine[Any, Any, None], context: contextvars.Context) -> None:
         caller = asyncio.current_task(self._loop)
-        requested = caller.cancelling() if caller is not None else 0
-        self._task = _start_eagerly(self._loop, coroutine, context)
-        if caller is not None and caller.cancelling() > requested:
+        if caller is None:  # not from a task (a callback): the loop starts it
+            self._task = self._loop.create_task(coroutine, context=context)
+            return
+        requested = caller.cancelling()
+        self._task = _start_eagerly(self._loop, caller, coroutine, context)
+        if caller.cancelling() > requested:
             self.caller_cancelled = True
 
     def cancel(self) -> None:
@@ -185,6 +188,8 @@ def _next_turn() -> Generator[None, None, None]:
 
 
 def _running_trio() -> bool:
+    if asyncio._get_running_loop() is not None:
+        return False
     trio = sys.modules.get("trio")
     return trio is not None and bool(trio.lowlevel.in_trio_run())
 
@@ -193,6 +198,7 @@ if sys.version_info >= (3, 12):
 
     def _start_eagerly(
         loop: asyncio.AbstractEventLoop,
+        caller: asyncio.Task[Any],
         coroutine: Coroutine[Any, Any, None],
         context: contextvars.Context,
     ) -> asyncio.Task[None]:
@@ -204,14 +210,17 @@ else:
 
     def _start_eagerly(
         loop: asyncio.AbstractEventLoop,
+        caller: asyncio.Task[Any],
         coroutine: Coroutine[Any, Any, None],
         context: contextvars.Context,
     ) -> asyncio.Task[None]:
         task = loop.create_task(coroutine, context=context)
-        _run_first_step(loop, task)
+        _run_first_step(loop, caller, task)
         return task
 
-    def _run_first_step(loop: asyncio.AbstractEventLoop, task: asyncio.Task[None]) -> None:
+    def _run_first_step(
+        loop: asyncio.AbstractEventLoop, caller: asyncio.Task[Any], task: asyncio.Task[None]
+    ) -> None:
         # `create_task` has just put the task's first step at the end of the loop's ready
         # queue. Only when that is certain (a standard loop, the queue's last handle being
         # this task's step) and a task runs now (the caller), the step is taken off and run
@@ -222,9 +231,6 @@ else:
             return
         handle = ready[-1]
         if getattr(getattr(handle, "_callback", None), "__self__", None) is not task:
-            return
-        caller = asyncio.current_task(loop)
-        if caller is None:
             return
         ready.pop()
         asyncio.tasks._leave_task(loop, caller)

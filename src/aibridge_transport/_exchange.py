@@ -202,10 +202,12 @@ class Engine:
     ) -> Exchange:
         """Run the app for `scope` and return the exchange once the response has started."""
         exchange = Exchange(self, scope, body, read_timeout)
-        self.live.add(exchange)
         # On asyncio the app's first step runs in here: an app that answers at once has
         # finished, and its response is read below without a turn of the loop.
         task = spawn_detached(exchange.run, context, exchange.bind_task)
+        if not exchange.app_done:
+            # Nothing else runs during that synchronous step: live from here is soon enough.
+            self.live.add(exchange)
         if task.caller_cancelled:
             try:
                 await task.checkpoint()  # the cancellation arrives here, in the caller's scope
@@ -325,8 +327,10 @@ class Exchange:
                 # Never a 500, never swallowed: handed to the consumer (contract 7).
                 self.error = exc
             else:
-                self._app_returned()
-            await self._close_request_body()
+                if self.state == _INIT:
+                    self._app_returned()
+            if self._body_iterator is not None and not self.request_complete:
+                await self._close_request_body()
         finally:
             self._finish()
 
@@ -407,7 +411,10 @@ class Exchange:
                     else f"ASGI app sent unknown message type {kind!r}; "
                     "expected 'http.response.start'"
                 )
-            self.status = _check_status(message.get("status"))
+            status = message.get("status")
+            self.status = (
+                status if type(status) is int and 100 <= status <= 599 else (_check_status(status))
+            )
             self.headers = _check_headers(message.get("headers", []))
             self.state = _STARTED
             if self._send is not None and not self.disconnected:
@@ -601,6 +608,8 @@ class Exchange:
                 return self._early.pop(0)
             if self._consumer_closed:
                 raise CoreStreamClosed
+            if self._recv is None and self.state == _COMPLETE and self.error is None:
+                raise StopAsyncIteration  # complete before anyone waited: no stream to close
             item = self._take()
             if item is _PENDING:
                 item = await self._wait_item()
