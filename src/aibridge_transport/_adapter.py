@@ -122,11 +122,21 @@ class ResponseBody:
 
     flavor: ClassVar[Flavor]
 
-    __slots__ = ("_exchange", "_guard")
+    __slots__ = ("_chunks", "_exchange", "_guard")
 
     def __init__(self, exchange: Exchange, request: Any) -> None:
-        self._exchange: Exchange | None = exchange
-        self._guard = AbandonGuard(exchange) if exchange.holds_resources else None
+        self._guard: AbandonGuard | None = None
+        chunks = exchange.complete_body()
+        if chunks is not None:
+            # Complete before the transport returned (the app's eager first step, on
+            # asyncio): its chunks are all there is, and nothing is left to release.
+            self._exchange: Exchange | None = None
+            self._chunks: list[bytes] | None = chunks
+            return
+        self._exchange = exchange
+        self._chunks = None
+        if exchange.holds_resources:
+            self._guard = AbandonGuard(exchange)
         # Not a bound method of this body: the exchange outlives it, and the body must stay
         # collectable on its own (contract 6: a dropped response is released).
         exchange.translate = partial(self.flavor.translate, request=request)
@@ -139,15 +149,21 @@ class ResponseBody:
     def __anext__(self) -> Awaitable[bytes]:
         exchange = self._exchange
         if exchange is None:
-            return self._closed()
+            return self._next_complete()
         # The exchange's own coroutine, translating errors itself: one coroutine per chunk.
         return exchange.next_chunk()
 
-    async def _closed(self) -> bytes:
-        raise self.flavor.stream_closed()
+    async def _next_complete(self) -> bytes:
+        chunks = self._chunks
+        if chunks is None:
+            raise self.flavor.stream_closed()
+        if chunks:
+            return chunks.pop(0)
+        raise StopAsyncIteration
 
     async def aclose(self) -> None:
         exchange = self._exchange
+        self._chunks = None
         if exchange is None:
             return
         try:

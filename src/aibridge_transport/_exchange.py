@@ -295,6 +295,13 @@ class Exchange:
     def bind_task(self, task: AppTask) -> None:
         self.task = task
 
+    def complete_body(self) -> list[bytes] | None:
+        """All of the body, when the app finished it cleanly before anyone waited."""
+        if self._recv is None and self.state == _COMPLETE and self.app_done:
+            if self.error is None:
+                return self._early
+        return None
+
     @property
     def holds_resources(self) -> bool:
         """Whether dropping the response unclosed leaves something to release: a running
