@@ -187,13 +187,6 @@ def _next_turn() -> Generator[None, None, None]:
     yield
 
 
-def _running_trio() -> bool:
-    if asyncio._get_running_loop() is not None:
-        return False
-    trio = sys.modules.get("trio")
-    return trio is not None and bool(trio.lowlevel.in_trio_run())
-
-
 if sys.version_info >= (3, 12):
 
     def _start_eagerly(
@@ -251,15 +244,17 @@ def spawn_detached(
     runs before this returns (see the module's docstring); `bind` receives the handle before
     that step, for a task that needs its own handle.
     """
-    if _running_trio():
-        import trio
-
+    loop = asyncio._get_running_loop()
+    if loop is None:
+        trio = sys.modules.get("trio")
+        if trio is None or not trio.lowlevel.in_trio_run():
+            raise RuntimeError("no running event loop (asyncio or trio)")
         trio_handle = _TrioTask()
         if bind is not None:
             bind(trio_handle)
         trio.lowlevel.spawn_system_task(trio_handle.run, task, context=context)
         return trio_handle
-    handle = _AsyncioTask(asyncio.get_running_loop())
+    handle = _AsyncioTask(loop)
     if bind is not None:
         bind(handle)
     handle.start(task(), context)

@@ -214,7 +214,8 @@ class Engine:
             except BaseException:
                 exchange.disconnect()
                 raise
-        await exchange.wait_start()
+        if exchange.state == _INIT:  # else it started in the app's first step
+            await exchange.wait_start()
         return exchange
 
     def note_hidden(self, exc: BaseException) -> None:
