@@ -242,7 +242,9 @@ class TransportCore:
         timeout = request.extensions.get("timeout")
         read_timeout = timeout.get("read") if timeout else None
         try:
-            exchange = await engine.open(scope, body, read_timeout=read_timeout, context=context)
+            exchange = engine.start(scope, body, read_timeout=read_timeout, context=context)
+            if not exchange.started:
+                await exchange.ready()
         except _CORE_ERRORS as exc:
             raise flavor.translate(exc, request) from exc.__cause__
         return flavor.response_class(

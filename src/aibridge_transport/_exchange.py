@@ -192,7 +192,7 @@ class Engine:
             "extensions": extensions,
         }
 
-    async def open(
+    def start(
         self,
         scope: Scope,
         body: bytes | AsyncIterable[bytes],
@@ -200,22 +200,16 @@ class Engine:
         read_timeout: float | None,
         context: contextvars.Context,
     ) -> Exchange:
-        """Run the app for `scope` and return the exchange once the response has started."""
+        """Run the app for `scope`; await `ready()` on the exchange unless it is `started`.
+
+        Two steps, so that an exchange whose response started in the app's first step (on
+        asyncio, see `_backend`) costs its caller no coroutine at all.
+        """
         exchange = Exchange(self, scope, body, read_timeout)
-        # On asyncio the app's first step runs in here: an app that answers at once has
-        # finished, and its response is read below without a turn of the loop.
-        task = spawn_detached(exchange.run, context, exchange.bind_task)
+        spawn_detached(exchange.run, context, exchange.bind_task)
         if not exchange.app_done:
             # Nothing else runs during that synchronous step: live from here is soon enough.
             self.live.add(exchange)
-        if task.caller_cancelled:
-            try:
-                await task.checkpoint()  # the cancellation arrives here, in the caller's scope
-            except BaseException:
-                exchange.disconnect()
-                raise
-        if exchange.state == _INIT:  # else it started in the app's first step
-            await exchange.wait_start()
         return exchange
 
     def note_hidden(self, exc: BaseException) -> None:
@@ -295,6 +289,22 @@ class Exchange:
 
     def bind_task(self, task: AppTask) -> None:
         self.task = task
+
+    @property
+    def started(self) -> bool:
+        """Whether the caller has its response now, with nothing to await (see `ready`)."""
+        return self.state != _INIT and not self.task.caller_cancelled
+
+    async def ready(self) -> None:
+        """Wait for the response start, or for the reason there is none."""
+        if self.task.caller_cancelled:
+            try:
+                await self.task.checkpoint()  # the cancellation arrives here, in the caller's scope
+            except BaseException:
+                self.disconnect()
+                raise
+        if self.state == _INIT:
+            await self.wait_start()
 
     def complete_body(self) -> list[bytes] | None:
         """All of the body, when the app finished it cleanly before anyone waited."""
