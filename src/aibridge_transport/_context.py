@@ -101,6 +101,10 @@ def identity_context(source: str | None, key_id: str | None) -> contextvars.Cont
     """A copy of the current context in which the identity variables hold `source` and
     `key_id`: what a request's app runs in."""
     context = contextvars.copy_context()
-    context.run(_source.set, source)
-    context.run(_delegated_api_key_id.set, key_id)
+    context.run(_set_identity, source, key_id)
     return context
+
+
+def _set_identity(source: str | None, key_id: str | None) -> None:
+    _source.set(source)
+    _delegated_api_key_id.set(key_id)
