@@ -596,6 +596,10 @@ class Exchange:
         item = self._take()
         if item is not _PENDING:
             return item
+        return await self._wait_blocking()
+
+    async def _wait_blocking(self) -> object:
+        """The next item, waiting on the stream under the read timeout."""
         timeout = self.read_timeout
         recv = self._recv
         assert recv is not None
@@ -630,7 +634,17 @@ class Exchange:
                 raise StopAsyncIteration  # complete before anyone waited: no stream to close
             item = self._take()
             if item is _PENDING:
-                item = await self._wait_item()
+                # What `_wait_item` does, in place: no coroutine of its own per chunk.
+                if self._recv is None:
+                    self._open_stream()
+                try:
+                    await self.task.checkpoint()
+                except BaseException:
+                    self.disconnect()  # the caller was cancelled (contract 6)
+                    raise
+                item = self._take()
+                if item is _PENDING:
+                    item = await self._wait_blocking()
             if item is _EOF:
                 self._end_of_body()
         except _CORE_ERRORS as exc:
