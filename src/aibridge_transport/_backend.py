@@ -28,9 +28,20 @@ import types
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["AppTask", "spawn_detached"]
+__all__ = ["AppTask", "Event", "spawn_detached"]
+
+
+class Event(Protocol):
+    """What the library needs of an event: asyncio's and trio's both are one."""
+
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+    def wait(self) -> Awaitable[Any]: ...
+
 
 # After a cancellation the app swallowed, how long until it is cancelled again: cancellation
 # is level-triggered, as in anyio and trio, so a stubborn app still ends.
@@ -64,6 +75,10 @@ class AppTask:
 
     def timeout(self, delay: float) -> AbstractAsyncContextManager[object]:
         """A scope that raises `TimeoutError` when `delay` seconds pass inside it."""
+        raise NotImplementedError
+
+    def event(self) -> Event:
+        """A new event of the task's loop (the loop's own: an anyio `Event` costs ~2 us)."""
         raise NotImplementedError
 
 
@@ -135,6 +150,9 @@ class _AsyncioTask(AppTask):
         # asyncio's own: an anyio cancel scope costs about 30 us more per wait.
         return asyncio.timeout(delay)
 
+    def event(self) -> Event:
+        return asyncio.Event()
+
 
 class _TrioTask(AppTask):
     __slots__ = ("_scope",)
@@ -168,6 +186,11 @@ class _TrioTask(AppTask):
 
     def timeout(self, delay: float) -> AbstractAsyncContextManager[object]:
         return _trio_timeout(delay)
+
+    def event(self) -> Event:
+        import trio
+
+        return trio.Event()
 
 
 @asynccontextmanager

@@ -29,7 +29,7 @@ from typing import Any, Final
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._backend import AppTask, spawn_detached
+from ._backend import AppTask, Event, spawn_detached
 from .types import ASGIApp, Message, Scope
 
 __all__ = [
@@ -282,8 +282,8 @@ class Exchange:
         self._consumer_closed = False
         self.app_done = False
         self.error: BaseException | None = None
-        self._finished: anyio.Event | None = None
-        self._wake_receive: anyio.Event | None = None
+        self._finished: Event | None = None
+        self._wake_receive: Event | None = None
         self.task: AppTask  # bound by `spawn_detached` before the app's first step
         self.translate: Callable[[Exception], BaseException] = _untranslated
 
@@ -370,7 +370,7 @@ class Exchange:
         if self.state != _COMPLETE:
             # Nothing more to read: wait until the client leaves or the response completes.
             if self._wake_receive is None:
-                self._wake_receive = anyio.Event()
+                self._wake_receive = self.task.event()
             await self._wake_receive.wait()
         return _DISCONNECT
 
@@ -679,8 +679,10 @@ class Exchange:
         if wait and self.state == _COMPLETE and not self.app_done:
             # So an exception raised after the final body surfaces here (contract 7).
             try:
-                with anyio.move_on_after(engine.disconnect_grace):
+                async with self.task.timeout(engine.disconnect_grace):
                     await self.wait_finished()
+            except TimeoutError:
+                pass  # the app runs on past the grace period: disconnected below
             finally:
                 # Also when the closing caller is cancelled: the app must not run on (contract 6).
                 self.disconnect()
@@ -721,7 +723,7 @@ class Exchange:
         if self.app_done:
             return
         if self._finished is None:
-            self._finished = anyio.Event()
+            self._finished = self.task.event()
         await self._finished.wait()
 
 
