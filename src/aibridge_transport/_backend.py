@@ -56,7 +56,7 @@ class AppTask:
     # Set when the task's eager first step cancelled the task that spawned it (an app that
     # cancels its caller's cancel scope at once): that task is running but was not current
     # then, so the cancellation waits for its next suspension, which must come inside the
-    # scope that was cancelled (see `Engine.open`).
+    # scope that was cancelled (see `Exchange.ready`).
     caller_cancelled = False
 
     def cancel(self) -> None:

@@ -410,13 +410,14 @@ class Exchange:
                     except anyio.WouldBlock:
                         await self._put(body)
                     except anyio.BrokenResourceError:
-                        return  # the consumer left: send() is a no-op, as under uvicorn
-                    if more_body and self._first_chunk:
-                        # A reader is waiting: let it have the first chunk now, before the
-                        # app fills the buffer (time to first byte); from then on the app
-                        # runs ahead between the reader's turns (throughput).
-                        self._first_chunk = False
-                        await self.task.pass_turn()
+                        pass  # the consumer left: send() is a no-op, as under uvicorn
+                    else:
+                        if more_body and self._first_chunk:
+                            # A reader is waiting: let it have the first chunk now, before
+                            # the app fills the buffer (time to first byte); from then on the
+                            # app runs ahead between the reader's turns (throughput).
+                            self._first_chunk = False
+                            await self.task.pass_turn()
             if not more_body:
                 if self._send is not None:
                     self._send.close()  # EOF now, even if the app keeps running (contract 5)
@@ -430,9 +431,9 @@ class Exchange:
                     "expected 'http.response.start'"
                 )
             status = message.get("status")
-            self.status = (
-                status if type(status) is int and 100 <= status <= 599 else (_check_status(status))
-            )
+            if type(status) is not int or not 100 <= status <= 599:
+                status = _check_status(status)  # the message for a bad one; int subclasses pass
+            self.status = status
             self.headers = _check_headers(message.get("headers", []))
             self.state = _STARTED
             if self._send is not None and not self.disconnected:
