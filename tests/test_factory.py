@@ -231,16 +231,19 @@ async def test_concurrent_requests_never_see_each_others_identity() -> None:
     transport = factory.transport_for("openai", Source.AGENTS)
     results: dict[str, Any] = {}
 
-    async def one(index: int) -> None:
-        key = f"key-{index}"
-        with with_delegated_api_key_id(key):
-            async with httpx.AsyncClient(transport=transport, base_url="http://a") as client:
-                response = await client.post("/echo", content=key.encode())
-        results[key] = response.json()
+    # One client for all, as a service has: a client that closes closes its transport, and
+    # with it every request the transport still runs.
+    async with httpx.AsyncClient(transport=transport, base_url="http://a") as client:
 
-    async with anyio.create_task_group() as group:
-        for index in range(16):
-            group.start_soon(one, index)
+        async def one(index: int) -> None:
+            key = f"key-{index}"
+            with with_delegated_api_key_id(key):
+                response = await client.post("/echo", content=key.encode())
+            results[key] = response.json()
+
+        async with anyio.create_task_group() as group:
+            for index in range(16):
+                group.start_soon(one, index)
     assert len(results) == 16
     for key, seen in results.items():
         assert seen["key"] == key

@@ -59,6 +59,10 @@ class AppTask:
     # scope that was cancelled (see `Exchange.ready`).
     caller_cancelled = False
 
+    # Whether the loop runs the tasks woken together in a random order (trio does, by design;
+    # asyncio runs them in the order they were woken).
+    shuffles_turns = False
+
     def cancel(self) -> None:
         raise NotImplementedError
 
@@ -156,6 +160,8 @@ class _AsyncioTask(AppTask):
 
 class _TrioTask(AppTask):
     __slots__ = ("_scope",)
+
+    shuffles_turns = True
 
     def __init__(self) -> None:
         import trio

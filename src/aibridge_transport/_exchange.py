@@ -601,6 +601,18 @@ class Exchange:
 
     async def _wait_blocking(self) -> object:
         """The next item, waiting on the stream under the read timeout."""
+        if self.task.shuffles_turns:
+            # Trio runs the tasks that became runnable together in a random order: the app
+            # may not have had its turn yet. A second turn is certain to include it, and is
+            # cheaper than the timed wait.
+            try:
+                await self.task.checkpoint()
+            except BaseException:
+                self.disconnect()  # the caller was cancelled (contract 6)
+                raise
+            item = self._take()
+            if item is not _PENDING:
+                return item
         timeout = self.read_timeout
         recv = self._recv
         assert recv is not None
