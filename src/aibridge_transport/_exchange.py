@@ -589,15 +589,19 @@ class Exchange:
             self._open_stream()
         # One turn of the loop first: the app task usually sends within it, which spares the
         # read timeout's cancel scope and the stream's wait event (together ~15 us a chunk).
+        item = await self._turn_and_take()
+        if item is not _PENDING:
+            return item
+        return await self._wait_blocking()
+
+    async def _turn_and_take(self) -> object:
+        """One turn of the loop, then the next item if it has come (else `_PENDING`)."""
         try:
             await self.task.checkpoint()
         except BaseException:
             self.disconnect()  # the caller was cancelled (contract 6)
             raise
-        item = self._take()
-        if item is not _PENDING:
-            return item
-        return await self._wait_blocking()
+        return self._take()
 
     async def _wait_blocking(self) -> object:
         """The next item, waiting on the stream under the read timeout."""
@@ -605,12 +609,7 @@ class Exchange:
             # Trio runs the tasks that became runnable together in a random order: the app
             # may not have had its turn yet. A second turn is certain to include it, and is
             # cheaper than the timed wait.
-            try:
-                await self.task.checkpoint()
-            except BaseException:
-                self.disconnect()  # the caller was cancelled (contract 6)
-                raise
-            item = self._take()
+            item = await self._turn_and_take()
             if item is not _PENDING:
                 return item
         timeout = self.read_timeout
@@ -647,7 +646,8 @@ class Exchange:
                 raise StopAsyncIteration  # complete before anyone waited: no stream to close
             item = self._take()
             if item is _PENDING:
-                # What `_wait_item` does, in place: no coroutine of its own per chunk.
+                # What `_wait_item` does, spelled out in place: this is the per-chunk path,
+                # and `_turn_and_take` would cost a coroutine of its own per chunk.
                 if self._recv is None:
                     self._open_stream()
                 try:
