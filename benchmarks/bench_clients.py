@@ -6,7 +6,7 @@ import contextvars
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Protocol
 
@@ -14,6 +14,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 import uvicorn
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from bench_app import BRIDGE_PREFIX
 
 from aibridge_transport import InProcessTransportFactory, Source, StreamingASGITransport
@@ -27,6 +28,7 @@ __all__ = [
     "DirectClient",
     "DirectTaskClient",
     "HTTPXClient",
+    "HTTPXTaskTransport",
     "OnChunk",
     "UvicornThread",
     "open_clients",
@@ -36,11 +38,12 @@ OnChunk = Callable[[bytes], Awaitable[None]]
 
 DIRECT = "direct"
 DIRECT_TASK = "direct+task"
+HTTPX_TASK = "httpx+task"
 ASGI_TRANSPORT = "httpx.ASGITransport"
 UVICORN = "uvicorn"
 STREAMING = "StreamingASGITransport"
 FACTORY = "factory"
-CLIENT_NAMES = (DIRECT, DIRECT_TASK, ASGI_TRANSPORT, UVICORN, STREAMING, FACTORY)
+CLIENT_NAMES = (DIRECT, DIRECT_TASK, HTTPX_TASK, ASGI_TRANSPORT, UVICORN, STREAMING, FACTORY)
 
 
 class Client(Protocol):
@@ -85,8 +88,9 @@ class _Call:
                 self.waiter.set()
 
 
-def _scope(method: str, path: str) -> Scope:
-    path, _, query = (BRIDGE_PREFIX + path).partition("?")
+def _scope(method: str, path: str, query: str = "", *, prefixed: bool = False) -> Scope:
+    if not prefixed:
+        path, _, query = (BRIDGE_PREFIX + path).partition("?")
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -135,6 +139,82 @@ class DirectClient:
         await self._app(self._prebuilt("GET", path), call.receive, call.send)
 
 
+_END = object()
+_PENDING = object()
+
+
+async def _wait(receive_stream: MemoryObjectReceiveStream[object]) -> object:
+    """The next item when there was none at once: the reader's best strategy is one turn of
+    the loop, a second look, and only then to block (as the library does); `_END` at the end."""
+    await anyio.lowlevel.checkpoint()
+    try:
+        return receive_stream.receive_nowait()
+    except anyio.WouldBlock:
+        pass
+    except anyio.EndOfStream:
+        return _END
+    try:
+        return await receive_stream.receive()
+    except anyio.EndOfStream:
+        return _END
+
+
+def _take(receive_stream: MemoryObjectReceiveStream[object]) -> object:
+    try:
+        return receive_stream.receive_nowait()
+    except anyio.WouldBlock:
+        return _PENDING
+    except anyio.EndOfStream:
+        return _END
+
+
+async def _drain(receive_stream: MemoryObjectReceiveStream[object]) -> AsyncIterator[bytes]:
+    """Every chunk of the stream; a coroutine only when the reader has to wait."""
+    while True:
+        item = _take(receive_stream)
+        if item is _PENDING:
+            item = await _wait(receive_stream)
+        if item is _END:
+            return
+        assert isinstance(item, bytes)
+        yield item
+
+
+def _run_in_task(
+    app: ASGIApp, scope: Scope, body: bytes, *, with_start: bool
+) -> MemoryObjectReceiveStream[object]:
+    """Start the app in its own native task (eagerly on asyncio, as the library does); its
+    body chunks, and its start message if `with_start`, cross a bounded memory stream."""
+    # Unsubscripted, as the library calls it: subscripting builds a generic alias per call.
+    send_stream: MemoryObjectSendStream[object]
+    receive_stream: MemoryObjectReceiveStream[object]
+    send_stream, receive_stream = anyio.create_memory_object_stream(DEFAULT_MAX_BUFFERED_CHUNKS)
+
+    async def put(item: object) -> None:
+        try:
+            send_stream.send_nowait(item)
+        except anyio.WouldBlock:
+            await send_stream.send(item)
+
+    call = _Call(body, put)
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            if with_start:
+                await put(message)
+            return
+        await call.send(message)
+
+    async def app_task() -> None:
+        try:
+            await app(scope, call.receive, send)
+        finally:
+            send_stream.close()
+
+    spawn_detached(app_task, contextvars.copy_context())
+    return receive_stream
+
+
 class DirectTaskClient(DirectClient):
     """The floor of any streaming transport: the app in its own (native) task, its chunks
     crossing to the reader through a bounded anyio memory stream, `*_nowait` first.
@@ -143,47 +223,10 @@ class DirectTaskClient(DirectClient):
     name = DIRECT_TASK
 
     async def _run(self, method: str, path: str, body: bytes, on_chunk: OnChunk) -> None:
-        send_stream, receive_stream = anyio.create_memory_object_stream[bytes](
-            DEFAULT_MAX_BUFFERED_CHUNKS
-        )
-
-        async def put(chunk: bytes) -> None:
-            try:
-                send_stream.send_nowait(chunk)
-            except anyio.WouldBlock:
-                await send_stream.send(chunk)
-
-        call = _Call(body, put)
         scope = self._prebuilt(method, path)
-
-        async def app_task() -> None:
-            try:
-                await self._app(scope, call.receive, call.send)
-            finally:
-                send_stream.close()
-
-        handle = spawn_detached(app_task, contextvars.copy_context())
-        with receive_stream:
-            while True:
-                # The reader's best strategy: take without waiting, then after one turn of
-                # the loop, and only then block (as the library's core does).
-                try:
-                    chunk = receive_stream.receive_nowait()
-                except anyio.WouldBlock:
-                    await anyio.lowlevel.checkpoint()
-                    try:
-                        chunk = receive_stream.receive_nowait()
-                    except anyio.WouldBlock:
-                        try:
-                            chunk = await receive_stream.receive()
-                        except anyio.EndOfStream:
-                            break
-                    except anyio.EndOfStream:
-                        break
-                except anyio.EndOfStream:
-                    break
+        with _run_in_task(self._app, scope, body, with_start=False) as receive_stream:
+            async for chunk in _drain(receive_stream):
                 await on_chunk(chunk)
-        del handle
 
     async def request(self, method: str, path: str, body: bytes) -> bytes:
         parts: list[bytes] = []
@@ -196,6 +239,45 @@ class DirectTaskClient(DirectClient):
 
     async def stream(self, path: str, on_chunk: OnChunk) -> None:
         await self._run("GET", path, b"", on_chunk)
+
+
+class _DrainedBody(httpx.AsyncByteStream):
+    def __init__(self, receive_stream: MemoryObjectReceiveStream[object]) -> None:
+        self._receive_stream = receive_stream
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _drain(self._receive_stream)
+
+    async def aclose(self) -> None:
+        self._receive_stream.close()
+
+
+class HTTPXTaskTransport(httpx.AsyncBaseTransport):
+    """direct+task behind `httpx.AsyncClient`: the floor of any streaming transport that an
+    httpx client talks to. The app in its own native task, started eagerly on asyncio; the
+    response start and the chunks through a bounded memory stream, `*_nowait` first; a
+    prebuilt scope, the body as one message. No checks, no read timeout, no disconnect, no
+    error handling: what the library does on top of this is its own cost."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self._scopes: dict[tuple[str, bytes], Scope] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        key = (request.method, request.url.raw_path)
+        scope = self._scopes.get(key)
+        if scope is None:
+            path, _, query = request.url.raw_path.decode().partition("?")
+            scope = self._scopes[key] = _scope(request.method, path, query, prefixed=True)
+        receive_stream = _run_in_task(self._app, dict(scope), request.content, with_start=True)
+        start = _take(receive_stream)
+        if start is _PENDING:
+            start = await _wait(receive_stream)
+        if not isinstance(start, dict):
+            raise httpx.RemoteProtocolError("the app sent no response", request=request)
+        return httpx.Response(
+            start["status"], headers=start["headers"], stream=_DrainedBody(receive_stream)
+        )
 
 
 class HTTPXClient:
@@ -266,6 +348,7 @@ async def open_clients(
     clients: list[Client] = [
         DirectClient(app),
         DirectTaskClient(app),
+        httpx_client(HTTPX_TASK, HTTPXTaskTransport(app), f"http://bench{BRIDGE_PREFIX}"),
         httpx_client(ASGI_TRANSPORT, httpx.ASGITransport(app), f"http://bench{BRIDGE_PREFIX}"),
     ]
     if uvicorn_port is not None:
