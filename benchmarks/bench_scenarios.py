@@ -27,6 +27,8 @@ class Settings:
     concurrent_rounds: int
     slow_delay: float
     slow_sizes: tuple[int, int]
+    # Round the timed scenarios up to whole cycles of the client order (see `run.py`).
+    whole_cycles: bool = False
 
 
 Measure = Callable[[Client, Settings], Awaitable[dict[str, float]]]

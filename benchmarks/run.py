@@ -5,9 +5,10 @@
     python benchmarks/run.py --json out.json # where the JSON goes (default benchmarks/results/)
     python benchmarks/run.py --compare old.json new.json
 
-Each round runs every client once per scenario, in an order that rotates from round to round,
-so a noisy neighbour on a shared machine slows every client alike. Ratios are medians of the
-per-round ratios (client / reference within the same round).
+Each round runs every client once per scenario, in orders that form a Williams design (see
+`balanced_orders`), so a noisy neighbour on a shared machine, and what one client leaves behind
+for the next, slow every client alike. Ratios are medians of the per-round ratios (client /
+reference within the same round).
 
 On glibc the allocator is pinned for the run (`--default-malloc` leaves it alone): by default
 glibc hands freed blocks above 128 KiB back to the kernel and faults them in again on the next
@@ -26,7 +27,6 @@ import json
 import math
 import os
 import platform
-import random
 import statistics
 import subprocess
 import sys
@@ -84,15 +84,39 @@ def settings_for(args: argparse.Namespace) -> Settings:
         concurrent_rounds=max(3, rounds // 3),
         slow_delay=0.001,
         slow_sizes=(8 * MiB, 32 * MiB),
+        whole_cycles=not args.rounds,
     )
 
 
-def shuffled(clients: Sequence[Client], rng: random.Random) -> list[Client]:
-    # A fresh order per round: no client always follows the same neighbour (uvicorn's thread
-    # and large frees leave work behind that would otherwise land on the same client).
-    order = list(clients)
-    rng.shuffle(order)
-    return order
+def balanced_orders(clients: Sequence[Client], rounds: int) -> list[list[Client]]:
+    """The order of the clients in each of `rounds` rounds: a Williams design.
+
+    What one client leaves behind (cold caches, freed memory, work for uvicorn's thread) lands
+    on the client that runs next, and the time to a first byte feels it most. Over one cycle
+    of the design (n rounds for n clients, 2n when n is odd) every client takes every position
+    equally often and follows every other client equally often, so that carry-over falls on
+    all of them alike. (A shuffled order with a fixed seed repeated the same neighbours in
+    every run: one client came out 15 % slower on first bytes, run after run.)
+    """
+    n = len(clients)
+    first = [0]
+    low, high = 1, n - 1
+    while len(first) < n:
+        first.append(low)
+        low += 1
+        if len(first) < n:
+            first.append(high)
+            high -= 1
+    cycle = [[(i + shift) % n for i in first] for shift in range(n)]
+    if n % 2:
+        cycle += [row[::-1] for row in cycle]
+    return [[clients[i] for i in cycle[r % len(cycle)]] for r in range(rounds)]
+
+
+def whole_cycles(rounds: int, count: int) -> int:
+    """`rounds`, rounded up to whole cycles of the design for `count` clients."""
+    cycle = count if count % 2 == 0 else 2 * count
+    return -(-rounds // cycle) * cycle
 
 
 async def settle() -> None:
@@ -135,15 +159,16 @@ async def run_backend(
                 continue
             for client in usable:  # warm-up, not recorded
                 await scenario.measure(client, settings)
-            rounds = (
-                settings.concurrent_rounds
-                if scenario.key.startswith("concurrent")
-                else settings.rounds
-            )
-            rng = random.Random(f"{backend}/{scenario.key}")
-            for _ in range(rounds):
+            if scenario.key.startswith("concurrent"):
+                # Long rounds, and first bytes play no part: every position once is enough.
+                rounds = settings.concurrent_rounds
+            else:
+                rounds = settings.rounds
+                if settings.whole_cycles:
+                    rounds = whole_cycles(rounds, len(usable))
+            for order in balanced_orders(usable, rounds):
                 gc.collect()
-                for client in shuffled(usable, rng):
+                for client in order:
                     await settle()
                     metrics = await scenario.measure(client, settings)
                     for metric, value in metrics.items():
