@@ -307,8 +307,16 @@ class UvicornThread:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
+        # A keep-alive longer than any run: uvicorn's default (5 s) closes a pooled connection
+        # that sat idle while the other clients ran, and a request that picks it up as it
+        # closes fails with "Server disconnected without sending a response".
         config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="off", loop="asyncio"
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            loop="asyncio",
+            timeout_keep_alive=3600,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
