@@ -106,6 +106,51 @@ async def test_a_waiting_reader_gets_the_first_chunk_before_the_app_fills_the_bu
         assert produced_when_read <= 8
 
 
+async def test_only_a_body_read_before_it_was_sent_needs_a_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opened: list[int] = []
+    create = anyio.create_memory_object_stream
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        opened.append(1)
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(anyio, "create_memory_object_stream", counting)
+    gate = anyio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await anyio.lowlevel.checkpoint()  # not at once: the reader waits for the start
+        await send(start())
+        if scope["path"] == "/json":
+            await send(chunk(b'{"ok": true}', more_body=False))
+            return
+        await send(chunk(b"first"))
+        await gate.wait()  # the reader has to wait for the next chunk
+        await send(chunk(b"second", more_body=False))
+
+    async with httpx.AsyncClient(transport=StreamingASGITransport(app=app)) as client:
+        # The start was awaited; the body was complete before it was read: no stream.
+        response = await client.get("http://app/json")
+        assert response.json() == {"ok": True}
+        assert opened == []
+        async with client.stream("GET", "http://app/stream") as streamed:
+            chunks = streamed.aiter_raw()
+            assert await anext(chunks) == b"first"
+            assert opened == []
+            reading = [b""]
+
+            async def read_second() -> None:
+                reading[0] = await anext(chunks)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(read_second)
+                await anyio.wait_all_tasks_blocked()
+                assert opened == [1]  # the reader waits on the stream it opened
+                gate.set()
+            assert reading[0] == b"second"
+
+
 async def test_transport_closed_while_the_app_passes_its_turn_still_disconnects_it() -> None:
     saw: list[str] = []
     finished = anyio.Event()
