@@ -159,13 +159,13 @@ async def run_backend(
                 continue
             for client in usable:  # warm-up, not recorded
                 await scenario.measure(client, settings)
-            if scenario.key.startswith("concurrent"):
-                # Long rounds, and first bytes play no part: every position once is enough.
-                rounds = settings.concurrent_rounds
-            else:
-                rounds = settings.rounds
-                if settings.whole_cycles:
-                    rounds = whole_cycles(rounds, len(usable))
+            rounds = (
+                settings.concurrent_rounds
+                if scenario.key.startswith("concurrent")
+                else settings.rounds
+            )
+            if settings.whole_cycles:
+                rounds = whole_cycles(rounds, len(usable))
             for order in balanced_orders(usable, rounds):
                 gc.collect()
                 for client in order:
