@@ -55,13 +55,20 @@ class Client(Protocol):
 
 
 class _Call:
-    """`receive`/`send` for one direct call: the body in one message, chunks to `on_chunk`."""
+    """`receive`/`send` for one direct call: the body in one message, chunks to `on_chunk`,
+    the start message to `on_start` if given."""
 
-    __slots__ = ("body", "complete", "on_chunk", "sent", "waiter")
+    __slots__ = ("body", "complete", "on_chunk", "on_start", "sent", "waiter")
 
-    def __init__(self, body: bytes, on_chunk: OnChunk) -> None:
+    def __init__(
+        self,
+        body: bytes,
+        on_chunk: OnChunk,
+        on_start: Callable[[Message], Awaitable[None]] | None = None,
+    ) -> None:
         self.body = body
         self.on_chunk = on_chunk
+        self.on_start = on_start
         self.sent = False
         self.complete = False
         self.waiter: anyio.Event | None = None
@@ -78,6 +85,8 @@ class _Call:
 
     async def send(self, message: Message) -> None:
         if message["type"] != "http.response.body":
+            if self.on_start is not None and message["type"] == "http.response.start":
+                await self.on_start(message)
             return
         chunk = message.get("body", b"")
         if chunk:
@@ -207,18 +216,11 @@ def _run_in_task(
         except anyio.WouldBlock:
             await send_stream.send(item)
 
-    call = _Call(body, put)
-
-    async def send(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            if with_start:
-                await put(message)
-            return
-        await call.send(message)
+    call = _Call(body, put, put if with_start else None)
 
     async def app_task() -> None:
         try:
-            await app(scope, call.receive, send)
+            await app(scope, call.receive, call.send)
         finally:
             send_stream.close()
 
@@ -236,7 +238,25 @@ class DirectTaskClient(DirectClient):
     async def _run(self, method: str, path: str, body: bytes, on_chunk: OnChunk) -> None:
         scope = self._prebuilt(method, path)
         with _run_in_task(self._app, scope, body, with_start=False) as receive_stream:
-            async for chunk in _Drained(receive_stream):
+            # Spelled out in place, not through `_take`/`_wait`: a floor spends no call on a
+            # chunk (about 0.4 us of the SSE event's 5 us).
+            while True:
+                try:
+                    chunk = receive_stream.receive_nowait()
+                except anyio.WouldBlock:
+                    await anyio.lowlevel.checkpoint()
+                    try:
+                        chunk = receive_stream.receive_nowait()
+                    except anyio.WouldBlock:
+                        try:
+                            chunk = await receive_stream.receive()
+                        except anyio.EndOfStream:
+                            break
+                    except anyio.EndOfStream:
+                        break
+                except anyio.EndOfStream:
+                    break
+                assert isinstance(chunk, bytes)
                 await on_chunk(chunk)
 
     async def request(self, method: str, path: str, body: bytes) -> bytes:
