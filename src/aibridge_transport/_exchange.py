@@ -11,10 +11,11 @@ the chunks are kept in a list (`_early`), at most the buffer size, which the con
 first and which moves into the stream if the app opens it. A response that is complete before
 its consumer reads a chunk (a JSON answer, whether the app's first step sent it or a later
 one) never needs a stream: about 3 us and 1.4 KiB of a request, 10 us when caches are cold.
-When the
-consumer leaves, the app is disconnected the way uvicorn does it at ASGI spec 2.3: `receive()`
-answers `http.disconnect`, `send()` becomes a silent no-op, and after a grace period the app's
-task is cancelled (contract 6). What the app does wrong is mapped by the table in contract 7.
+
+When the consumer leaves, the app is disconnected the way uvicorn does it at ASGI spec 2.3:
+`receive()` answers `http.disconnect`, `send()` becomes a silent no-op, and after a grace
+period the app's task is cancelled (contract 6). What the app does wrong is mapped by the
+table in contract 7.
 
 Nothing here knows httpx or httpx2: errors leave as the `Core*` exceptions below, which the
 adapters translate into the client's own flavour.
