@@ -219,9 +219,8 @@ async def test_leaves_a_stream_open(
     aibridge_app.queue(Reply(text="never sent", gate=TokenGate()))
     client = aibridge_client("openai")
     clients.append(client)
-    request = client.build_request(
-        "POST", "/v1/chat/completions", json={{"model": "m", "messages": [], "stream": True}}
-    )
+    body = {{"model": "m", "messages": [{{"role": "user", "content": "hi"}}], "stream": True}}
+    request = client.build_request("POST", "/v1/chat/completions", json=body)
     response = await client.send(request, stream=True)
     assert response.status_code == 200
     seen.append(aibridge_app.last_request)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from ._app import FakeAIBridge
+from ._app import API, DEFAULT_PROVIDERS, FakeAIBridge
 from ._record import Outcome, RecordedRequest
 from ._script import (
+    ARGUMENT_PIECE_SIZE,
+    Chunking,
     Crash,
     Ending,
+    Finish,
     HTTPError,
     Reply,
     Script,
@@ -17,9 +20,14 @@ from ._script import (
 )
 
 __all__ = [
+    "API",
+    "ARGUMENT_PIECE_SIZE",
+    "DEFAULT_PROVIDERS",
+    "Chunking",
     "Crash",
     "Ending",
     "FakeAIBridge",
+    "Finish",
     "HTTPError",
     "Outcome",
     "RecordedRequest",

@@ -4,36 +4,87 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from typing import Final
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, Literal
 
 import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, Router
 
 from .._context import delegated_api_key_id_from_context, source_from_context
 from .._paths import AIBRIDGE_ROOT_PATH
 from ..types import Receive, Scope, Send
-from ._formats import AnthropicMessages, Format, OpenAIChat, OpenAIResponses
+from ._formats import (
+    AnthropicMessages,
+    Format,
+    OpenAIChat,
+    OpenAIResponses,
+    anthropic_error,
+    openai_error,
+    plan_reply,
+)
 from ._record import RecordedRequest, redact_headers
-from ._script import Crash, HTTPError, Reply, Script, SimulatedCrash, Stall
+from ._script import Chunking, Crash, HTTPError, Reply, Script, SimulatedCrash, Stall
+from ._sse import ChunkWriter
+from ._tokens import input_tokens
+from ._validate import (
+    Invalid,
+    validate_anthropic_messages,
+    validate_openai_chat,
+    validate_openai_responses,
+)
 
-__all__ = ["FakeAIBridge"]
+__all__ = ["API", "DEFAULT_PROVIDERS", "FakeAIBridge"]
+
+API = Literal["openai", "anthropic"]
+"""The API a provider speaks."""
+
+DEFAULT_PROVIDERS: Final[Mapping[str, API]] = {"openai": "openai", "anthropic": "anthropic"}
 
 _SSE_HEADERS: Final = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
 ]
-_PREFIX: Final = AIBRIDGE_ROOT_PATH + "/{provider}"
 _DEFAULT_MODEL: Final = "fake-model"
+_REQUEST_ID_HEADERS: Final[Mapping[API, str]] = {
+    "openai": "x-request-id",
+    "anthropic": "request-id",
+}
+
+# The routes each API serves: (method, path under the provider) to the handler's name.
+_ROUTES: Final[Mapping[API, Mapping[tuple[str, str], str]]] = {
+    "openai": {
+        ("POST", "/v1/chat/completions"): "_chat",
+        ("POST", "/v1/responses"): "_responses",
+        ("GET", "/v1/models"): "_models",
+    },
+    "anthropic": {
+        ("POST", "/v1/messages"): "_messages",
+        ("POST", "/v1/messages/count_tokens"): "_count_tokens",
+        ("GET", "/v1/models"): "_models",
+    },
+}
+
+_NOT_JSON: Final = (
+    "We could not parse the JSON body of your request. The API expects a JSON object as "
+    "the body, but what was sent was not valid JSON."
+)
+
+
+def _served(api: API) -> str:
+    return ", ".join(f"{method} {path}" for method, path in _ROUTES[api])
 
 
 class FakeAIBridge:
     """
-    An ASGI app that answers like the AI providers under `/api/v2/aibridge/<provider>/...`,
-    for any provider name: OpenAI chat completions and Responses, Anthropic messages (also
-    `?beta=true`), and a models listing. Streams use each provider's SSE framing, one ASGI
-    body message per event.
+    An ASGI app that answers like the AI providers under `/api/v2/aibridge/<provider>/...`:
+    OpenAI chat completions and Responses, Anthropic messages (also `?beta=true`) and their
+    token count, and a models listing. Streams use each provider's SSE framing, one ASGI
+    body message per event unless `chunking` says otherwise.
+
+    Requests are checked as the real APIs check them: a request they would refuse gets
+    their 400 (`invalid_request_error`, naming what is wrong) and takes no reply from the
+    queue. An unknown provider or route gets a 404 in the provider's error shape.
 
     Replies come from a queue, one per request (`queue(...)`); when it is empty, `default`
     answers. Every request is recorded in `requests`, with the source and delegated key id
@@ -47,21 +98,30 @@ class FakeAIBridge:
 
     Arguments:
         default: The reply used when the queue is empty.
+        validate: Check requests as the real APIs do (`False` answers anything that parses).
+        chunking: How stream events are cut into body chunks (default: one event each).
+        providers: Provider names to the API each speaks (default: `openai` and
+            `anthropic`); a name not listed gets a 404.
     """
 
-    def __init__(self, default: Script | None = None) -> None:
+    def __init__(
+        self,
+        default: Script | None = None,
+        *,
+        validate: bool = True,
+        chunking: Chunking | None = None,
+        providers: Mapping[str, API] | None = None,
+    ) -> None:
         self.default: Script = default if default is not None else Reply()
+        self.validate = validate
+        self.chunking = chunking
+        self.providers: dict[str, API] = dict(
+            providers if providers is not None else DEFAULT_PROVIDERS
+        )
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Script] = deque()
         self._arrival: anyio.Event | None = None
-        self._router = Router(
-            routes=[
-                Route(_PREFIX + "/v1/chat/completions", self._chat, methods=["POST"]),
-                Route(_PREFIX + "/v1/responses", self._responses, methods=["POST"]),
-                Route(_PREFIX + "/v1/messages", self._messages, methods=["POST"]),
-                Route(_PREFIX + "/v1/models", self._models, methods=["GET"]),
-            ]
-        )
+        self._served = 0
 
     def queue(self, *replies: Script) -> None:
         """Add replies to the queue; each request takes the next one."""
@@ -86,20 +146,72 @@ class FakeAIBridge:
         return self.requests[count - 1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._router(scope, receive, send)
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        response = await self._route(Request(scope, receive))
+        await response(scope, receive, send)
+
+    async def _route(self, request: Request) -> Response:
+        self._served += 1
+        path: str = request.scope["path"]
+        prefix = AIBRIDGE_ROOT_PATH + "/"
+        provider, _, rest = path.removeprefix(prefix).partition("/")
+        api = self.providers.get(provider) if path.startswith(prefix) else None
+        if api is None:
+            served = "; ".join(
+                f"'{name}' ({_served(kind)})" for name, kind in self.providers.items()
+            )
+            message = (
+                f"The fake bridge serves no provider named '{provider}' (path {path}). It "
+                f"serves, under {AIBRIDGE_ROOT_PATH}/<provider>: {served}."
+            )
+            body = openai_error(404, message, code="unknown_provider")
+            return self._json(body, 404, "openai")
+        handler_name = _ROUTES[api].get((request.method, "/" + rest))
+        if handler_name is None:
+            message = (
+                f"Invalid URL ({request.method} {path}): the '{provider}' provider serves "
+                f"{_served(api)}."
+            )
+            return self._json(self._error_body(api, 404, message), 404, api)
+        handler: Callable[[Request, API], Awaitable[Response]] = getattr(self, handler_name)
+        return await handler(request, api)
+
+    def _request_id(self) -> str:
+        return f"req_fake_{self._served}"
+
+    def _json(self, body: Any, status: int, api: API, **headers: str) -> JSONResponse:
+        return JSONResponse(
+            body, status, headers={_REQUEST_ID_HEADERS[api]: self._request_id(), **headers}
+        )
+
+    def _error_body(self, api: API, status: int, message: str, **fields: Any) -> dict[str, Any]:
+        if api == "anthropic":
+            return anthropic_error(status, message, request_id=self._request_id())
+        return openai_error(status, message, **fields)
 
     def _next_script(self) -> Script:
         return self._queue.popleft() if self._queue else self.default
 
-    async def _record(self, request: Request) -> RecordedRequest:
+    async def _record(self, request: Request) -> tuple[RecordedRequest, bool]:
+        """Record the request; also say whether its body parsed as JSON."""
         raw = await request.body()
+        parsed = True
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
-            body = None
+            body, parsed = None, False
         extensions = request.scope.get("extensions", {}).get("aibridge")
         record = RecordedRequest(
-            provider=str(request.path_params["provider"]),
+            provider=request.scope["path"].removeprefix(AIBRIDGE_ROOT_PATH + "/").split("/")[0],
             method=request.method,
             path=request.scope["path"],
             query=request.scope["query_string"].decode("latin-1"),
@@ -113,60 +225,102 @@ class FakeAIBridge:
         arrival, self._arrival = self._arrival, None
         if arrival is not None:
             arrival.set()
-        return record
+        return record, parsed and (raw == b"" or isinstance(body, dict))
 
-    async def _chat(self, request: Request) -> Response:
-        return await self._answer(request, OpenAIChat)
+    def _refuse(self, record: RecordedRequest, api: API, invalid: Invalid) -> Response:
+        record.status = 400
+        record.error = invalid.message
+        record._end("completed")
+        body = self._error_body(api, 400, invalid.message, param=invalid.param, code=invalid.code)
+        return self._json(body, 400, api)
 
-    async def _responses(self, request: Request) -> Response:
-        return await self._answer(request, OpenAIResponses)
+    async def _checked(
+        self, request: Request, api: API, check: Callable[[Mapping[str, Any]], None]
+    ) -> tuple[RecordedRequest, Response | None]:
+        """Record the request and check it; return the 400 when the real API would refuse."""
+        record, parsed = await self._record(request)
+        if not self.validate:
+            return record, None
+        try:
+            if not parsed or not isinstance(record.body, dict):
+                raise Invalid(_NOT_JSON)
+            check(record.body)
+        except Invalid as invalid:
+            return record, self._refuse(record, api, invalid)
+        return record, None
 
-    async def _messages(self, request: Request) -> Response:
-        return await self._answer(request, AnthropicMessages)
+    async def _chat(self, request: Request, api: API) -> Response:
+        return await self._answer(request, api, OpenAIChat, validate_openai_chat)
 
-    async def _models(self, request: Request) -> Response:
-        record = await self._record(request)
+    async def _responses(self, request: Request, api: API) -> Response:
+        return await self._answer(request, api, OpenAIResponses, validate_openai_responses)
+
+    async def _messages(self, request: Request, api: API) -> Response:
+        return await self._answer(request, api, AnthropicMessages, validate_anthropic_messages)
+
+    async def _count_tokens(self, request: Request, api: API) -> Response:
+        def check(body: Mapping[str, Any]) -> None:
+            validate_anthropic_messages(body, count_tokens=True)
+
+        record, refused = await self._checked(request, api, check)
+        if refused is not None:
+            return refused
         record.status = 200
         record._end("completed")
-        if "anthropic-version" in record.headers:
+        body = record.body if isinstance(record.body, dict) else {}
+        return self._json({"input_tokens": input_tokens(body)}, 200, api)
+
+    async def _models(self, request: Request, api: API) -> Response:
+        record, _ = await self._record(request)
+        record.status = 200
+        record._end("completed")
+        if api == "anthropic" or "anthropic-version" in record.headers:
             model = {
                 "type": "model",
                 "id": _DEFAULT_MODEL,
                 "display_name": "Fake model",
                 "created_at": "2026-01-01T00:00:00Z",
             }
-            return JSONResponse(
-                {
-                    "data": [model],
-                    "has_more": False,
-                    "first_id": model["id"],
-                    "last_id": model["id"],
-                }
-            )
-        listing = {"id": _DEFAULT_MODEL, "object": "model", "created": 0, "owned_by": "fake"}
-        return JSONResponse({"object": "list", "data": [listing]})
+            listing: dict[str, Any] = {
+                "data": [model],
+                "has_more": False,
+                "first_id": model["id"],
+                "last_id": model["id"],
+            }
+            return self._json(listing, 200, "anthropic")
+        entry = {"id": _DEFAULT_MODEL, "object": "model", "created": 1767225600, "owned_by": "fake"}
+        return self._json({"object": "list", "data": [entry]}, 200, api)
 
-    async def _answer(self, request: Request, format_class: type[Format]) -> Response:
-        record = await self._record(request)
+    async def _answer(
+        self,
+        request: Request,
+        api: API,
+        format_class: type[Format],
+        check: Callable[[Mapping[str, Any]], None],
+    ) -> Response:
+        record, refused = await self._checked(request, api, check)
+        if refused is not None:
+            return refused
         script = self._next_script()
-        asked = record.body.get("model") if isinstance(record.body, dict) else None
+        body: dict[str, Any] = record.body if isinstance(record.body, dict) else {}
+        asked = body.get("model")
         model = str(asked) if asked else _DEFAULT_MODEL
         if isinstance(script, Reply) and script.model is not None:
             model = script.model
-        reply = script if isinstance(script, Reply) else None
-        answer = format_class(
-            len(self.requests),
-            model,
-            record.body,
-            has_text=bool(reply.tokens) if reply is not None else True,
-            tool_calls=reply.tool_calls if reply is not None else (),
-        )
-        headers = {answer.request_id_header: f"req_fake_{len(self.requests)}"}
+        reply = script if isinstance(script, Reply) else Reply()
+        answer = format_class(self._served, model, body, plan_reply(reply, body))
         if isinstance(script, HTTPError):
             record.status = script.status
+            record.error = script.message
             record._end("completed")
-            body = answer.error_body(script.status, script.message)
-            return JSONResponse(body, script.status, headers={**headers, **script.headers})
+            error = answer.error_body(
+                script.status,
+                script.message,
+                type=script.type,
+                code=script.code,
+                param=script.param,
+            )
+            return self._json(error, script.status, api, **script.headers)
         if isinstance(script, Crash):
             record._end("crashed")
             raise SimulatedCrash(script.message)
@@ -180,14 +334,16 @@ class FakeAIBridge:
                 return _Answer(record, stall=True)
             if script.ending == "error_event":
                 record.status = 500
+                record.error = "simulated error"
                 record._end("completed")
-                body = answer.error_body(500, "simulated error")
-                return JSONResponse(body, 500, headers=headers)
+                return self._json(answer.error_body(500, "simulated error"), 500, api)
             record.status = 200
-            record.tokens_sent = len(script.tokens)
+            record.tokens_sent = len(answer.plan.tokens)
             record._end("completed")
-            return JSONResponse(answer.whole("".join(script.tokens)), headers=headers)
-        return _Answer(record, reply=script, answer=answer, headers=headers)
+            return self._json(answer.whole(), 200, api)
+        headers = {answer.request_id_header: self._request_id()}
+        chunking = script.chunking if script.chunking is not None else self.chunking
+        return _Answer(record, reply=script, answer=answer, headers=headers, chunking=chunking)
 
 
 class _Answer(Response):
@@ -200,12 +356,14 @@ class _Answer(Response):
         reply: Reply | None = None,
         answer: Format | None = None,
         headers: dict[str, str] | None = None,
+        chunking: Chunking | None = None,
         stall: bool = False,
     ) -> None:
         self.record = record
         self.reply = reply
         self.answer = answer
         self.extra_headers = headers or {}
+        self.chunking = chunking
         self.stall = stall
         self.background = None
 
@@ -255,26 +413,30 @@ class _Answer(Response):
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         record.status = 200
-        for event in answer.opening():
-            await _send_body(send, event)
-        for token in reply.tokens_to_send:
+        writer = ChunkWriter(send, self.chunking)
+        await writer.write(*answer.opening())
+        tokens = answer.plan.tokens
+        if reply.ending != "complete" and reply.after_tokens is not None:
+            tokens = tokens[: max(reply.after_tokens, 0)]
+        for token in tokens:
+            if reply.gate is not None or reply.delay:
+                # What is pending goes out before a wait, so lock-step tests see it.
+                await writer.flush()
             if reply.gate is not None:
                 await reply.gate.wait()
             if reply.delay:
                 await anyio.sleep(reply.delay)
-            await _send_body(send, answer.token(token))
+            await writer.write(*answer.token(token))
             record.tokens_sent += 1
         if reply.ending == "crash":
+            await writer.flush()
             return True
         if reply.ending == "stall":
+            await writer.flush()
             await anyio.sleep_forever()
         events = answer.error_events("simulated error") if reply.ending == "error_event" else []
-        for event in events or answer.closing():
-            await _send_body(send, event)
+        await writer.write(*(events or answer.closing()))
+        await writer.flush()
         record._end("completed")
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return False
-
-
-async def _send_body(send: Send, event: bytes) -> None:
-    await send({"type": "http.response.body", "body": event, "more_body": True})

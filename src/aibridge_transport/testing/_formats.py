@@ -1,4 +1,4 @@
-"""The providers' wire formats: SSE framing, event shapes, JSON bodies and error bodies.
+"""The providers' wire formats: event shapes, JSON bodies and error bodies.
 
 The shapes follow what the openai and anthropic SDKs parse: OpenAI chat chunks as
 `data: {...}` ending with `data: [DONE]`, Responses API events and Anthropic message events as
@@ -8,37 +8,153 @@ The shapes follow what the openai and anthropic SDKs parse: OpenAI chat chunks a
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
-from ._script import ToolCall
+from ._script import Finish, Reply, ToolCall
+from ._sse import sse
+from ._tokens import input_tokens, tool_call_tokens
 
-__all__ = ["AnthropicMessages", "Format", "OpenAIChat", "OpenAIResponses", "sse"]
+__all__ = [
+    "AnthropicMessages",
+    "Format",
+    "OpenAIChat",
+    "OpenAIResponses",
+    "Plan",
+    "anthropic_error",
+    "openai_error",
+    "plan_reply",
+]
 
-_OPENAI_ERROR_TYPES: Final = {
-    400: "invalid_request_error",
-    401: "invalid_request_error",
-    403: "invalid_request_error",
-    404: "invalid_request_error",
-    429: "requests",
-}
 _ANTHROPIC_ERROR_TYPES: Final = {
     400: "invalid_request_error",
     401: "authentication_error",
+    402: "billing_error",
     403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
     429: "rate_limit_error",
     500: "api_error",
+    504: "timeout_error",
     529: "overloaded_error",
 }
 
 
-def sse(data: Any, event: str | None = None) -> bytes:
-    """One server-sent event: `event: <name>` (when given) and `data: <json>`."""
-    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-    head = f"event: {event}\n" if event is not None else ""
-    return f"{head}data: {payload}\n\n".encode()
+def openai_error(
+    status: int,
+    message: str,
+    *,
+    type: str | None = None,
+    code: str | None = None,
+    param: str | None = None,
+) -> dict[str, Any]:
+    """OpenAI's error body: `invalid_request_error` for a 4xx, `requests` for a 429 and
+    `server_error` for a 5xx."""
+    if type is None:
+        type = "requests" if status == 429 else "server_error" if status >= 500 else None
+        type = type or "invalid_request_error"
+    if code is None and status == 429:
+        code = "rate_limit_exceeded"
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def anthropic_error(
+    status: int, message: str, *, request_id: str, type: str | None = None
+) -> dict[str, Any]:
+    """Anthropic's error body; the type follows the status as its documentation lists."""
+    if type is None:
+        fallback = "api_error" if status >= 500 else "invalid_request_error"
+        type = _ANTHROPIC_ERROR_TYPES.get(status, fallback)
+    return {
+        "type": "error",
+        "error": {"type": type, "message": message},
+        "request_id": request_id,
+    }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a reply sends for one request, once its limits and stop sequences are applied."""
+
+    tokens: tuple[str, ...]
+    tool_calls: tuple[ToolCall, ...]
+    finish: Finish
+    stop_sequence: str | None
+    input_tokens: int
+    choices: int = 1
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens)
+
+    @property
+    def output_tokens(self) -> int:
+        """The tokens of one choice: one per text token, and each tool call's."""
+        return len(self.tokens) + sum(tool_call_tokens(call) for call in self.tool_calls)
+
+
+def _stop_sequences(body: Mapping[str, Any]) -> list[str]:
+    stops = body.get("stop_sequences", body.get("stop"))
+    if isinstance(stops, str):
+        return [stops]
+    if isinstance(stops, list):
+        return [stop for stop in stops if isinstance(stop, str) and stop]
+    return []
+
+
+def _token_limit(body: Mapping[str, Any]) -> int | None:
+    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        limit = body.get(name)
+        if isinstance(limit, int) and not isinstance(limit, bool):
+            return limit
+    return None
+
+
+def _cut(tokens: tuple[str, ...], length: int) -> tuple[str, ...]:
+    """The tokens holding the first `length` characters (the last one cut short)."""
+    kept: list[str] = []
+    for token in tokens:
+        if length <= 0:
+            break
+        kept.append(token[:length])
+        length -= len(token)
+    return tuple(kept)
+
+
+def plan_reply(reply: Reply, body: Mapping[str, Any]) -> Plan:
+    """
+    Apply the request's limits to a reply. A stop sequence in the text ends it just before
+    the sequence; a token limit (`max_tokens`, `max_completion_tokens`,
+    `max_output_tokens`) ends it at that many tokens. Either way the answer stops there, so
+    no tool call follows. A scripted `finish` is taken as it is.
+    """
+    tokens = reply.tokens
+    calls = tuple(reply.tool_calls)
+    stops = _stop_sequences(body)
+    choices = body.get("n")
+    count = choices if isinstance(choices, int) and not isinstance(choices, bool) else 1
+    counted = input_tokens(dict(body))
+    if reply.finish is not None:
+        matched = reply.stop_sequence
+        if reply.finish == "stop_sequence" and matched is None and stops:
+            matched = stops[0]
+        return Plan(tokens, calls, reply.finish, matched, counted, count)
+    text = "".join(tokens)
+    found = [(text.find(stop), order, stop) for order, stop in enumerate(stops) if stop in text]
+    if found:
+        position, _, matched = min(found)
+        return Plan(_cut(tokens, position), (), "stop_sequence", matched, counted, count)
+    limit = _token_limit(body)
+    if limit is not None:
+        if len(tokens) > limit:
+            return Plan(tokens[:limit], (), "length", None, counted, count)
+        plan = Plan(tokens, calls, "stop", None, counted, count)
+        if plan.output_tokens > limit:
+            return Plan(tokens, (), "length", None, counted, count)
+        return plan
+    return Plan(tokens, calls, "stop", None, counted, count)
 
 
 class Format:
@@ -46,22 +162,21 @@ class Format:
 
     request_id_header = "x-request-id"
 
-    def __init__(
-        self,
-        number: int,
-        model: str,
-        request_body: Any,
-        *,
-        has_text: bool = True,
-        tool_calls: Sequence[ToolCall] = (),
-    ) -> None:
+    def __init__(self, number: int, model: str, request_body: Any, plan: Plan) -> None:
         self.number = number
         self.model = model
-        self.request_body = request_body if isinstance(request_body, dict) else {}
+        self.request_body: dict[str, Any] = request_body if isinstance(request_body, dict) else {}
+        self.plan = plan
+        self.created = int(time.time())
         self.text = ""
+        self.tool_calls = plan.tool_calls
+        self.refusal = plan.finish == "refusal"
         # A reply that only calls tools has no text part, as with the real APIs.
-        self.has_text = has_text or not tool_calls
-        self.tool_calls = tuple(tool_calls)
+        self.has_text = bool(plan.tokens) or not plan.tool_calls
+
+    @property
+    def request_id(self) -> str:
+        return f"req_fake_{self.number}"
 
     def call_id(self, index: int, prefix: str) -> str:
         call = self.tool_calls[index]
@@ -70,7 +185,7 @@ class Format:
     def opening(self) -> list[bytes]:
         return []
 
-    def token(self, text: str) -> bytes:
+    def token(self, text: str) -> list[bytes]:
         raise NotImplementedError
 
     def closing(self) -> list[bytes]:
@@ -79,70 +194,109 @@ class Format:
     def error_events(self, message: str) -> list[bytes]:
         raise NotImplementedError
 
-    def whole(self, text: str) -> dict[str, Any]:
+    def whole(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def error_body(self, status: int, message: str) -> dict[str, Any]:
-        raise NotImplementedError
+    def error_body(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+    ) -> dict[str, Any]:
+        return openai_error(status, message, type=type, code=code, param=param)
 
 
 class OpenAIChat(Format):
     """`POST /v1/chat/completions`."""
 
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        return sse(
-            {
-                "id": f"chatcmpl-fake-{self.number}",
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": self.model,
-                "system_fingerprint": None,
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-                ],
-            }
-        )
+    def _chunk(self, choices: list[dict[str, Any]]) -> bytes:
+        chunk: dict[str, Any] = {
+            "id": f"chatcmpl-fake-{self.number}",
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": choices,
+        }
+        if self._include_usage:
+            chunk["usage"] = None
+        return sse(chunk)
+
+    @property
+    def _include_usage(self) -> bool:
+        options = self.request_body.get("stream_options")
+        return isinstance(options, dict) and bool(options.get("include_usage"))
+
+    def _deltas(self, delta: dict[str, Any], finish_reason: str | None = None) -> list[bytes]:
+        """One chunk per choice, as the API streams `n` choices."""
+        return [
+            self._chunk(
+                [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+            )
+            for index in range(self.plan.choices)
+        ]
 
     def opening(self) -> list[bytes]:
-        return [self._chunk({"role": "assistant", "content": "", "refusal": None})]
+        # No text to come (tool calls only, or a refusal) leaves `content` null, as the
+        # SDKs' accumulated message then shows it.
+        content = "" if self.has_text and not self.refusal else None
+        refusal = "" if self.refusal else None
+        return self._deltas({"role": "assistant", "content": content, "refusal": refusal})
 
-    def token(self, text: str) -> bytes:
+    def token(self, text: str) -> list[bytes]:
         self.text += text
-        return self._chunk({"content": text})
+        return self._deltas({"refusal" if self.refusal else "content": text})
 
     def _tool_calls(self) -> list[dict[str, Any]]:
         return [
             {
                 "id": self.call_id(index, "call"),
                 "type": "function",
-                "function": {"name": call.name, "arguments": _arguments(call)},
+                "function": {"name": call.name, "arguments": call.arguments_text},
             }
             for index, call in enumerate(self.tool_calls)
         ]
 
     def _finish_reason(self) -> str:
+        finish = self.plan.finish
+        if finish in ("length", "content_filter"):
+            return finish
         return "tool_calls" if self.tool_calls else "stop"
+
+    def _usage(self) -> dict[str, Any]:
+        prompt = self.plan.input_tokens
+        completion = self.plan.output_tokens * self.plan.choices
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
 
     def closing(self) -> list[bytes]:
         events: list[bytes] = []
         for index, call in enumerate(self._tool_calls()):
             function = call["function"]
             start = {**call, "index": index, "function": {**function, "arguments": ""}}
-            events.append(self._chunk({"tool_calls": [start]}))
-            arguments = {"index": index, "function": {"arguments": function["arguments"]}}
-            events.append(self._chunk({"tool_calls": [arguments]}))
-        events.append(self._chunk({}, self._finish_reason()))
-        options = self.request_body.get("stream_options")
-        if isinstance(options, dict) and options.get("include_usage"):
+            events += self._deltas({"tool_calls": [start]})
+            for piece in self.tool_calls[index].argument_pieces:
+                events += self._deltas(
+                    {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                )
+        events += self._deltas({}, self._finish_reason())
+        if self._include_usage:
             events.append(
                 sse(
                     {
                         "id": f"chatcmpl-fake-{self.number}",
                         "object": "chat.completion.chunk",
-                        "created": 0,
+                        "created": self.created,
                         "model": self.model,
+                        "system_fingerprint": None,
                         "choices": [],
-                        "usage": _openai_usage(self.text),
+                        "usage": self._usage(),
                     }
                 )
             )
@@ -150,60 +304,63 @@ class OpenAIChat(Format):
 
     def error_events(self, message: str) -> list[bytes]:
         # In-band, as the bridge does once the stream has started; `[DONE]` still follows.
-        error = {"message": message, "type": "server_error", "param": None, "code": None}
-        return [sse({"error": error}), sse("[DONE]")]
+        return [sse(openai_error(500, message)), sse("[DONE]")]
 
-    def whole(self, text: str) -> dict[str, Any]:
+    def whole(self) -> dict[str, Any]:
+        text = self.plan.text
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": text if self.has_text and not self.refusal else None,
+            "refusal": text if self.refusal else None,
+            "annotations": [],
+        }
+        if self.tool_calls:
+            message["tool_calls"] = self._tool_calls()
         return {
             "id": f"chatcmpl-fake-{self.number}",
             "object": "chat.completion",
-            "created": 0,
+            "created": self.created,
             "model": self.model,
             "system_fingerprint": None,
             "choices": [
                 {
-                    "index": 0,
-                    "message": {
-                        "role": "assistant",
-                        "content": text if self.has_text else None,
-                        "refusal": None,
-                        **({"tool_calls": self._tool_calls()} if self.tool_calls else {}),
-                    },
+                    "index": index,
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": self._finish_reason(),
                 }
+                for index in range(self.plan.choices)
             ],
-            "usage": _openai_usage(text),
+            "usage": self._usage(),
         }
 
-    def error_body(self, status: int, message: str) -> dict[str, Any]:
-        error_type = _OPENAI_ERROR_TYPES.get(status, "server_error")
-        code = "rate_limit_exceeded" if status == 429 else None
-        return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+
+# The request settings a Responses answer echoes, with the API's defaults.
+_RESPONSES_ECHO: Final[Mapping[str, Any]] = {
+    "instructions": None,
+    "max_output_tokens": None,
+    "max_tool_calls": None,
+    "metadata": {},
+    "parallel_tool_calls": True,
+    "previous_response_id": None,
+    "reasoning": {"effort": None, "summary": None},
+    "service_tier": "default",
+    "store": True,
+    "temperature": 1.0,
+    "text": {"format": {"type": "text"}},
+    "tool_choice": "auto",
+    "tools": [],
+    "top_p": 1.0,
+    "truncation": "disabled",
+    "user": None,
+}
 
 
-def _arguments(call: ToolCall) -> str:
-    return json.dumps(dict(call.arguments), separators=(",", ":"))
-
-
-def _openai_usage(text: str) -> dict[str, int]:
-    completion = len(text.split())
-    return {"prompt_tokens": 1, "completion_tokens": completion, "total_tokens": 1 + completion}
-
-
-class OpenAIResponses(OpenAIChat):
+class OpenAIResponses(Format):
     """`POST /v1/responses` (the Responses API); errors as in chat completions."""
 
-    def __init__(
-        self,
-        number: int,
-        model: str,
-        request_body: Any,
-        *,
-        has_text: bool = True,
-        tool_calls: Sequence[ToolCall] = (),
-    ) -> None:
-        super().__init__(number, model, request_body, has_text=has_text, tool_calls=tool_calls)
+    def __init__(self, number: int, model: str, request_body: Any, plan: Plan) -> None:
+        super().__init__(number, model, request_body, plan)
         self.sequence = 0
         self.response_id = f"resp_fake_{number}"
         self.item_id = f"msg_fake_{number}"
@@ -213,18 +370,27 @@ class OpenAIResponses(OpenAIChat):
         self.sequence += 1
         return sse(data, event=event_type)
 
+    @property
+    def _incomplete(self) -> bool:
+        return self.plan.finish in ("length", "content_filter")
+
     def _part(self) -> dict[str, Any]:
+        if self.refusal:
+            return {"type": "refusal", "refusal": self.text}
         return {"type": "output_text", "text": self.text, "annotations": [], "logprobs": []}
 
     def _message(self, status: str) -> dict[str, Any]:
-        content = [self._part()] if status == "completed" else []
+        done = status != "in_progress"
         return {
             "id": self.item_id,
             "type": "message",
             "role": "assistant",
             "status": status,
-            "content": content,
+            "content": [self._part()] if done else [],
         }
+
+    def _message_status(self) -> str:
+        return "incomplete" if self._incomplete else "completed"
 
     def _function_call(self, index: int, status: str) -> dict[str, Any]:
         call = self.tool_calls[index]
@@ -233,43 +399,44 @@ class OpenAIResponses(OpenAIChat):
             "id": self.call_id(index, "fc"),
             "call_id": self.call_id(index, "call"),
             "name": call.name,
-            "arguments": _arguments(call) if status == "completed" else "",
+            "arguments": call.arguments_text if status == "completed" else "",
             "status": status,
         }
 
     def _output(self) -> list[dict[str, Any]]:
-        messages = [self._message("completed")] if self.has_text else []
+        messages = [self._message(self._message_status())] if self.has_text else []
         calls = [self._function_call(index, "completed") for index in range(len(self.tool_calls))]
         return messages + calls
 
     def _response(self, status: str) -> dict[str, Any]:
-        completed = status == "completed"
-        words = len(self.text.split())
+        done = status in ("completed", "incomplete")
+        reason = {"length": "max_output_tokens", "content_filter": "content_filter"}
+        echo = {
+            name: self.request_body.get(name, default) for name, default in _RESPONSES_ECHO.items()
+        }
         return {
             "id": self.response_id,
             "object": "response",
-            "created_at": 0,
+            "created_at": self.created,
             "status": status,
             "model": self.model,
-            "output": self._output() if completed else [],
+            "output": self._output() if done else [],
             "error": None,
-            "incomplete_details": None,
-            "instructions": None,
-            "metadata": {},
-            "parallel_tool_calls": True,
-            "temperature": None,
-            "tool_choice": "auto",
-            "tools": [],
-            "top_p": None,
-            "usage": {
-                "input_tokens": 1,
-                "input_tokens_details": {"cached_tokens": 0},
-                "output_tokens": words,
-                "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": 1 + words,
-            }
-            if completed
-            else None,
+            "incomplete_details": (
+                {"reason": reason[self.plan.finish]} if status == "incomplete" else None
+            ),
+            **echo,
+            "usage": self._usage() if done else None,
+        }
+
+    def _usage(self) -> dict[str, Any]:
+        prompt, output = self.plan.input_tokens, self.plan.output_tokens
+        return {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": output,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt + output,
         }
 
     def opening(self) -> list[bytes]:
@@ -293,16 +460,12 @@ class OpenAIResponses(OpenAIChat):
             ),
         ]
 
-    def token(self, text: str) -> bytes:
+    def token(self, text: str) -> list[bytes]:
         self.text += text
-        return self._event(
-            "response.output_text.delta",
-            item_id=self.item_id,
-            output_index=0,
-            content_index=0,
-            delta=text,
-            logprobs=[],
-        )
+        place = {"item_id": self.item_id, "output_index": 0, "content_index": 0}
+        if self.refusal:
+            return [self._event("response.refusal.delta", **place, delta=text)]
+        return [self._event("response.output_text.delta", **place, delta=text, logprobs=[])]
 
     def closing(self) -> list[bytes]:
         events = self._text_closing() if self.has_text else []
@@ -310,24 +473,29 @@ class OpenAIResponses(OpenAIChat):
         for index, call in enumerate(self.tool_calls):
             item_id = self.call_id(index, "fc")
             output_index = first + index
-            events += [
+            events.append(
                 self._event(
                     "response.output_item.added",
                     output_index=output_index,
                     item=self._function_call(index, "in_progress"),
-                ),
+                )
+            )
+            events += [
                 self._event(
                     "response.function_call_arguments.delta",
                     item_id=item_id,
                     output_index=output_index,
-                    delta=_arguments(call),
-                ),
+                    delta=piece,
+                )
+                for piece in call.argument_pieces
+            ]
+            events += [
                 self._event(
                     "response.function_call_arguments.done",
                     item_id=item_id,
                     output_index=output_index,
                     name=call.name,
-                    arguments=_arguments(call),
+                    arguments=call.arguments_text,
                 ),
                 self._event(
                     "response.output_item.done",
@@ -335,36 +503,31 @@ class OpenAIResponses(OpenAIChat):
                     item=self._function_call(index, "completed"),
                 ),
             ]
-        return [*events, self._event("response.completed", response=self._response("completed"))]
+        status = "incomplete" if self._incomplete else "completed"
+        return [*events, self._event(f"response.{status}", response=self._response(status))]
 
     def _text_closing(self) -> list[bytes]:
+        place = {"item_id": self.item_id, "output_index": 0, "content_index": 0}
+        if self.refusal:
+            done = self._event("response.refusal.done", **place, refusal=self.text)
+        else:
+            done = self._event("response.output_text.done", **place, text=self.text, logprobs=[])
         return [
+            done,
+            self._event("response.content_part.done", **place, part=self._part()),
             self._event(
-                "response.output_text.done",
-                item_id=self.item_id,
+                "response.output_item.done",
                 output_index=0,
-                content_index=0,
-                text=self.text,
-                logprobs=[],
-            ),
-            self._event(
-                "response.content_part.done",
-                item_id=self.item_id,
-                output_index=0,
-                content_index=0,
-                part=self._part(),
-            ),
-            self._event(
-                "response.output_item.done", output_index=0, item=self._message("completed")
+                item=self._message(self._message_status()),
             ),
         ]
 
     def error_events(self, message: str) -> list[bytes]:
         return [self._event("error", code="server_error", message=message, param=None)]
 
-    def whole(self, text: str) -> dict[str, Any]:
-        self.text = text
-        return self._response("completed")
+    def whole(self) -> dict[str, Any]:
+        self.text = self.plan.text
+        return self._response("incomplete" if self._incomplete else "completed")
 
 
 class AnthropicMessages(Format):
@@ -376,23 +539,40 @@ class AnthropicMessages(Format):
         return sse({"type": event_type, **fields}, event=event_type)
 
     def _stop_reason(self) -> str:
+        finish = self.plan.finish
+        if finish == "length":
+            return "max_tokens"
+        if finish in ("refusal", "content_filter"):
+            return "refusal"
+        if finish == "stop_sequence":
+            return "stop_sequence"
         return "tool_use" if self.tool_calls else "end_turn"
 
     def _tool_use(self, index: int, complete: bool) -> dict[str, Any]:
         call = self.tool_calls[index]
+        arguments = call.arguments_text
         return {
             "type": "tool_use",
             "id": self.call_id(index, "toolu"),
             "name": call.name,
-            "input": dict(call.arguments) if complete else {},
+            "input": _json_object(arguments) if complete else {},
         }
 
-    def _message(self, text: str | None) -> dict[str, Any]:
-        done = text is not None
+    def _usage(self, output_tokens: int) -> dict[str, Any]:
+        return {
+            "input_tokens": self.plan.input_tokens,
+            "output_tokens": output_tokens,
+            "cache_creation_input_tokens": None,
+            "cache_read_input_tokens": None,
+            "server_tool_use": None,
+            "service_tier": None,
+        }
+
+    def _message(self, done: bool) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
         if done:
             if self.has_text:
-                content.append({"type": "text", "text": text, "citations": None})
+                content.append({"type": "text", "text": self.plan.text, "citations": None})
             content += [self._tool_use(index, True) for index in range(len(self.tool_calls))]
         return {
             "id": f"msg_fake_{self.number}",
@@ -401,63 +581,49 @@ class AnthropicMessages(Format):
             "model": self.model,
             "content": content,
             "stop_reason": self._stop_reason() if done else None,
-            "stop_sequence": None,
-            "usage": {
-                "input_tokens": 1,
-                "output_tokens": len(text.split()) if text is not None else 1,
-                "cache_creation_input_tokens": None,
-                "cache_read_input_tokens": None,
-                "server_tool_use": None,
-                "service_tier": None,
-            },
+            "stop_sequence": self.plan.stop_sequence if done else None,
+            "usage": self._usage(self.plan.output_tokens if done else 1),
         }
 
     def opening(self) -> list[bytes]:
-        events = [self._event("message_start", message=self._message(None))]
+        events = [self._event("message_start", message=self._message(False))]
         if self.has_text:
             text_block = {"type": "text", "text": "", "citations": None}
             events.append(self._event("content_block_start", index=0, content_block=text_block))
         return [*events, self._event("ping")]
 
-    def token(self, text: str) -> bytes:
+    def token(self, text: str) -> list[bytes]:
         self.text += text
-        return self._event(
-            "content_block_delta", index=0, delta={"type": "text_delta", "text": text}
-        )
+        delta = {"type": "text_delta", "text": text}
+        return [self._event("content_block_delta", index=0, delta=delta)]
 
     def closing(self) -> list[bytes]:
         events = [self._event("content_block_stop", index=0)] if self.has_text else []
         first = 1 if self.has_text else 0
         for index, call in enumerate(self.tool_calls):
             block = first + index
-            events += [
+            events.append(
                 self._event(
                     "content_block_start", index=block, content_block=self._tool_use(index, False)
-                ),
-                self._event(
-                    "content_block_delta",
-                    index=block,
-                    delta={"type": "input_json_delta", "partial_json": _arguments(call)},
-                ),
-                self._event("content_block_stop", index=block),
-            ]
+                )
+            )
+            # The API opens every tool input with an empty piece before the JSON text.
+            for piece in ("", *call.argument_pieces):
+                delta = {"type": "input_json_delta", "partial_json": piece}
+                events.append(self._event("content_block_delta", index=block, delta=delta))
+            events.append(self._event("content_block_stop", index=block))
+        usage = self._usage(self.plan.output_tokens)
         return [
             *events,
             self._event(
                 "message_delta",
                 delta={
                     "stop_reason": self._stop_reason(),
-                    "stop_sequence": None,
+                    "stop_sequence": self.plan.stop_sequence,
                     "stop_details": None,
                     "container": None,
                 },
-                usage={
-                    "output_tokens": len(self.text.split()),
-                    "input_tokens": None,
-                    "cache_creation_input_tokens": None,
-                    "cache_read_input_tokens": None,
-                    "server_tool_use": None,
-                },
+                usage={key: value for key, value in usage.items() if key != "service_tier"},
             ),
             self._event("message_stop"),
         ]
@@ -465,13 +631,23 @@ class AnthropicMessages(Format):
     def error_events(self, message: str) -> list[bytes]:
         return [sse(self.error_body(529, message), event="error")]
 
-    def whole(self, text: str) -> dict[str, Any]:
-        return self._message(text)
+    def whole(self) -> dict[str, Any]:
+        return self._message(True)
 
-    def error_body(self, status: int, message: str) -> dict[str, Any]:
-        error_type = _ANTHROPIC_ERROR_TYPES.get(status, "api_error")
-        return {
-            "type": "error",
-            "error": {"type": error_type, "message": message},
-            "request_id": f"req_fake_{self.number}",
-        }
+    def error_body(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+    ) -> dict[str, Any]:
+        return anthropic_error(status, message, request_id=self.request_id, type=type)
+
+
+def _json_object(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {}

@@ -57,6 +57,8 @@ class RecordedRequest:
     extensions: Mapping[str, Any] | None
     status: int | None = None
     """The status the bridge answered with (`None` if it never started a response)."""
+    error: str | None = None
+    """The message of the error the bridge answered with (a 400 names what was wrong)."""
     tokens_sent: int = 0
     """How many tokens went out (each one its own body message)."""
     outcome: Outcome = "running"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
@@ -10,8 +11,11 @@ from typing import Any, Literal, TypeAlias
 import anyio
 
 __all__ = [
+    "ARGUMENT_PIECE_SIZE",
+    "Chunking",
     "Crash",
     "Ending",
+    "Finish",
     "HTTPError",
     "Reply",
     "Script",
@@ -23,6 +27,23 @@ __all__ = [
 ]
 
 Ending = Literal["complete", "crash", "error_event", "stall"]
+
+Finish = Literal["stop", "length", "content_filter", "refusal", "stop_sequence"]
+"""How a complete answer says it stopped, in neutral words each API spells its own way:
+
+| `finish`         | chat `finish_reason`   | Anthropic `stop_reason` | Responses `status`   |
+|------------------|------------------------|-------------------------|----------------------|
+| `stop`           | `stop` / `tool_calls`  | `end_turn` / `tool_use` | `completed`          |
+| `length`         | `length`               | `max_tokens`            | `incomplete` (1)     |
+| `content_filter` | `content_filter`       | `refusal`               | `incomplete` (2)     |
+| `refusal`        | `stop`, in `refusal`   | `refusal`               | a `refusal` part     |
+| `stop_sequence`  | `stop`                 | `stop_sequence`         | `completed`          |
+
+(1) `incomplete_details.reason` `max_output_tokens`; (2) `content_filter`.
+"""
+
+ARGUMENT_PIECE_SIZE = 4
+"""How many characters of a tool call's arguments each delta carries unless scripted."""
 
 _TOKEN = re.compile(r"\s*\S+\s*$|\s*\S+")
 
@@ -76,22 +97,76 @@ class TokenGate:
         self._taken += 1
 
 
+@dataclass(frozen=True, kw_only=True)
+class Chunking:
+    """
+    How a stream's server-sent events are cut into body chunks, as networks deliver them.
+
+    By default each event is one chunk. `events` puts that many events in one chunk
+    (coalescing); `size` then cuts every chunk into pieces of at most that many bytes
+    (splitting events, even inside a UTF-8 character). What is pending goes out before the
+    bridge waits (on a `TokenGate`, a delay or a stall) and at the end of the stream.
+
+    ```python
+    Reply("one two", chunking=Chunking(events=3))  # three events per chunk
+    Reply("one two", chunking=Chunking(size=7))    # every event in pieces of 7 bytes
+    ```
+    """
+
+    events: int = 1
+    size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.events < 1:
+            raise ValueError("Chunking.events must be at least 1")
+        if self.size is not None and self.size < 1:
+            raise ValueError("Chunking.size must be at least 1")
+
+
 @dataclass(frozen=True)
 class ToolCall:
     """
     A tool call the reply makes after its text, in the provider's own shape (OpenAI
     `tool_calls` / Responses `function_call` items, Anthropic `tool_use` blocks).
 
+    Streamed, the arguments' JSON text arrives in pieces of `ARGUMENT_PIECE_SIZE`
+    characters, as real streams split it; `pieces` scripts the exact deltas instead.
+
     Arguments:
         name: The tool's name.
-        arguments: The arguments, sent as JSON (streamed as one arguments delta).
+        arguments: The arguments: a mapping (sent as compact JSON) or the JSON text itself.
         id: The call id (default: one derived from the request and position).
+        pieces: The exact argument deltas of a stream; their concatenation is the arguments
+            text (leave `arguments` out when giving them).
     """
 
     name: str
-    arguments: Mapping[str, Any] = field(default_factory=dict)
+    arguments: Mapping[str, Any] | str = field(default_factory=dict)
     _: KW_ONLY
     id: str | None = None
+    pieces: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.pieces is not None and self.arguments:
+            raise ValueError("give a ToolCall either `arguments` or `pieces`, not both")
+
+    @property
+    def arguments_text(self) -> str:
+        """The arguments as the API sends them: one JSON text."""
+        if self.pieces is not None:
+            return "".join(self.pieces)
+        if isinstance(self.arguments, str):
+            return self.arguments
+        return json.dumps(dict(self.arguments), separators=(",", ":"))
+
+    @property
+    def argument_pieces(self) -> tuple[str, ...]:
+        """The argument deltas a stream sends."""
+        if self.pieces is not None:
+            return tuple(self.pieces)
+        text = self.arguments_text
+        size = ARGUMENT_PIECE_SIZE
+        return tuple(text[start : start + size] for start in range(0, len(text), size))
 
 
 @dataclass(frozen=True)
@@ -112,6 +187,11 @@ class Reply:
         gate: A `TokenGate` each token waits on.
         model: The model named in the answer (default: the one the request asked for).
         tool_calls: Tool calls made after the text (the answer then stops for tool use).
+        finish: How a complete answer says it stopped (see `Finish`); by default it stops
+            normally, or at the request's token limit or stop sequence when it reaches one.
+        stop_sequence: The stop sequence reported with `finish="stop_sequence"` (default:
+            the request's first one).
+        chunking: How this reply's events are cut into chunks (default: the bridge's).
     """
 
     text: str | Sequence[str] = "Hello from the fake bridge."
@@ -122,6 +202,9 @@ class Reply:
     gate: TokenGate | None = None
     model: str | None = None
     tool_calls: Sequence[ToolCall] = ()
+    finish: Finish | None = None
+    stop_sequence: str | None = None
+    chunking: Chunking | None = None
 
     @property
     def tokens(self) -> tuple[str, ...]:
@@ -154,6 +237,12 @@ class HTTPError:
     message: str = "The fake bridge was asked to fail."
     _: KW_ONLY
     headers: Mapping[str, str] = field(default_factory=dict)
+    type: str | None = None
+    """The error's `type` in the body (default: the provider's type for `status`)."""
+    code: str | None = None
+    """OpenAI's `code` in the body (default: the one for `status`, if any)."""
+    param: str | None = None
+    """OpenAI's `param` in the body."""
 
 
 @dataclass(frozen=True, kw_only=True)
