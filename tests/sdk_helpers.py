@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
+import anthropic
 import httpx
 import httpx2
+import openai
 import pytest
 
-from aibridge_transport import InProcessTransportFactory, Source
+from aibridge_transport import InProcessTransportFactory, Source, with_delegated_api_key_id
+from aibridge_transport.testing import FakeAIBridge
 
-__all__ = ["KEY_ID", "Flavour", "fast_retries", "forbid_network", "http_client"]
+__all__ = [
+    "KEY_ID",
+    "FakeClients",
+    "Flavour",
+    "fake_clients",
+    "fast_retries",
+    "forbid_network",
+    "http_client",
+]
 
 Flavour = Literal["httpx", "httpx2"]
 
@@ -49,3 +63,51 @@ def http_client(
         return httpx2.AsyncClient(transport=transport, event_hooks=hooks, **options)
     transport = factory.transport_for(provider, Source.AGENTS)
     return httpx.AsyncClient(transport=transport, event_hooks=hooks, **options)
+
+
+@dataclass
+class FakeClients:
+    """SDK clients of each provider wired to one `FakeAIBridge`, without retries.
+
+    The async clients use httpx2 (anthropic refuses httpx); a sync variant would add
+    `openai_sync()` / `anthropic_sync()` beside them.
+    """
+
+    bridge: FakeAIBridge
+    factory: InProcessTransportFactory
+
+    def transport(self, provider: str) -> httpx2.AsyncBaseTransport:
+        transport: httpx2.AsyncBaseTransport
+        transport = self.factory.transport_for(provider, Source.AGENTS, flavor="httpx2")
+        return transport
+
+    def openai(self, provider: str = "openai", **options: Any) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            api_key="sk-test-secret",
+            base_url="http://bridge.invalid/v1",
+            max_retries=0,
+            http_client=httpx2.AsyncClient(transport=self.transport(provider)),
+            **options,
+        )
+
+    def anthropic(self, provider: str = "anthropic", **options: Any) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(
+            api_key="sk-ant-test-secret",
+            base_url="http://bridge.invalid",
+            max_retries=0,
+            http_client=httpx2.AsyncClient(transport=self.transport(provider)),
+            **options,
+        )
+
+    def raw(self, provider: str) -> httpx2.AsyncClient:
+        """A plain client for what the SDKs never send (a body that is not JSON)."""
+        return httpx2.AsyncClient(transport=self.transport(provider), base_url="http://bridge")
+
+
+@asynccontextmanager
+async def fake_clients(bridge: FakeAIBridge | None = None) -> AsyncIterator[FakeClients]:
+    """A bridge (a new one unless given) and its clients, with the delegated key id set."""
+    bridge = bridge if bridge is not None else FakeAIBridge()
+    async with InProcessTransportFactory(bridge) as factory:
+        with with_delegated_api_key_id(KEY_ID):
+            yield FakeClients(bridge, factory)
