@@ -166,6 +166,17 @@ async def test_openai_fields_of_the_wrong_type_or_range_are_refused(
     assert body["param"] == next(iter(options))
 
 
+async def test_openai_stream_options_without_a_stream_are_refused() -> None:
+    error = await openai_refusal(
+        [{"role": "user", "content": "hi"}], stream_options={"include_usage": True}
+    )
+    body = openai_error(error)
+    assert body["message"] == (
+        "The 'stream_options' parameter is only allowed when 'stream' is enabled."
+    )
+    assert body["param"] == "stream_options"
+
+
 async def test_openai_missing_model_and_messages_are_refused() -> None:
     async with fake_clients() as clients:
         client = clients.openai()

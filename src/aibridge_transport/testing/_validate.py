@@ -186,6 +186,12 @@ def validate_openai_chat(body: Mapping[str, Any]) -> None:
             param="messages",
             code="empty_array",
         )
+    if body.get("stream_options") is not None and not body.get("stream"):
+        raise Invalid(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+            code="invalid_value",
+        )
     stop = body.get("stop")
     if isinstance(stop, list) and len(stop) > 4:
         raise Invalid(
