@@ -358,3 +358,12 @@ async def test_validation_can_be_relaxed_per_bridge() -> None:
             response = await raw.post("/v1/chat/completions", content=b"{not json")
     assert message.content[0].type == "text"
     assert response.status_code == 200
+
+
+async def test_a_body_nested_beyond_the_parsers_limit_is_refused_not_crashed() -> None:
+    async with fake_clients() as clients:
+        async with clients.raw("openai") as raw:
+            response = await raw.post("/v1/chat/completions", content=b"[" * 100_000)
+    assert response.status_code == 400
+    assert "could not parse the JSON body" in response.json()["error"]["message"]
+    assert clients.bridge.last_request.body is None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._app import API, DEFAULT_PROVIDERS, FakeAIBridge
+from ._app import DEFAULT_PROVIDERS, FakeAIBridge, ProviderAPI
 from ._record import Outcome, RecordedRequest
 from ._script import (
     ARGUMENT_PIECE_SIZE,
@@ -20,7 +20,6 @@ from ._script import (
 )
 
 __all__ = [
-    "API",
     "ARGUMENT_PIECE_SIZE",
     "DEFAULT_PROVIDERS",
     "Chunking",
@@ -30,6 +29,7 @@ __all__ = [
     "Finish",
     "HTTPError",
     "Outcome",
+    "ProviderAPI",
     "RecordedRequest",
     "Reply",
     "Script",

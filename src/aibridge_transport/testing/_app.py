@@ -34,25 +34,25 @@ from ._validate import (
     validate_openai_responses,
 )
 
-__all__ = ["API", "DEFAULT_PROVIDERS", "FakeAIBridge"]
+__all__ = ["DEFAULT_PROVIDERS", "FakeAIBridge", "ProviderAPI"]
 
-API = Literal["openai", "anthropic"]
+ProviderAPI = Literal["openai", "anthropic"]
 """The API a provider speaks."""
 
-DEFAULT_PROVIDERS: Final[Mapping[str, API]] = {"openai": "openai", "anthropic": "anthropic"}
+DEFAULT_PROVIDERS: Final[Mapping[str, ProviderAPI]] = {"openai": "openai", "anthropic": "anthropic"}
 
 _SSE_HEADERS: Final = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
 ]
 _DEFAULT_MODEL: Final = "fake-model"
-_REQUEST_ID_HEADERS: Final[Mapping[API, str]] = {
+_REQUEST_ID_HEADERS: Final[Mapping[ProviderAPI, str]] = {
     "openai": "x-request-id",
     "anthropic": "request-id",
 }
 
 # The routes each API serves: (method, path under the provider) to the handler's name.
-_ROUTES: Final[Mapping[API, Mapping[tuple[str, str], str]]] = {
+_ROUTES: Final[Mapping[ProviderAPI, Mapping[tuple[str, str], str]]] = {
     "openai": {
         ("POST", "/v1/chat/completions"): "_chat",
         ("POST", "/v1/responses"): "_responses",
@@ -71,7 +71,7 @@ _NOT_JSON: Final = (
 )
 
 
-def _served(api: API) -> str:
+def _served(api: ProviderAPI) -> str:
     return ", ".join(f"{method} {path}" for method, path in _ROUTES[api])
 
 
@@ -110,12 +110,12 @@ class FakeAIBridge:
         *,
         validate: bool = True,
         chunking: Chunking | None = None,
-        providers: Mapping[str, API] | None = None,
+        providers: Mapping[str, ProviderAPI] | None = None,
     ) -> None:
         self.default: Script = default if default is not None else Reply()
         self.validate = validate
         self.chunking = chunking
-        self.providers: dict[str, API] = dict(
+        self.providers: dict[str, ProviderAPI] = dict(
             providers if providers is not None else DEFAULT_PROVIDERS
         )
         self.requests: list[RecordedRequest] = []
@@ -182,18 +182,20 @@ class FakeAIBridge:
                 f"{_served(api)}."
             )
             return self._json(self._error_body(api, 404, message), 404, api)
-        handler: Callable[[Request, API], Awaitable[Response]] = getattr(self, handler_name)
+        handler: Callable[[Request, ProviderAPI], Awaitable[Response]] = getattr(self, handler_name)
         return await handler(request, api)
 
     def _request_id(self) -> str:
         return f"req_fake_{self._served}"
 
-    def _json(self, body: Any, status: int, api: API, **headers: str) -> JSONResponse:
+    def _json(self, body: Any, status: int, api: ProviderAPI, **headers: str) -> JSONResponse:
         return JSONResponse(
             body, status, headers={_REQUEST_ID_HEADERS[api]: self._request_id(), **headers}
         )
 
-    def _error_body(self, api: API, status: int, message: str, **fields: Any) -> dict[str, Any]:
+    def _error_body(
+        self, api: ProviderAPI, status: int, message: str, **fields: Any
+    ) -> dict[str, Any]:
         if api == "anthropic":
             return anthropic_error(status, message, request_id=self._request_id())
         return openai_error(status, message, **fields)
@@ -207,7 +209,8 @@ class FakeAIBridge:
         parsed = True
         try:
             body = json.loads(raw) if raw else None
-        except ValueError:
+        except (ValueError, RecursionError):
+            # Nesting deeper than the parser's recursion limit is no JSON the API takes either.
             body, parsed = None, False
         extensions = request.scope.get("extensions", {}).get("aibridge")
         record = RecordedRequest(
@@ -227,7 +230,7 @@ class FakeAIBridge:
             arrival.set()
         return record, parsed and (raw == b"" or isinstance(body, dict))
 
-    def _refuse(self, record: RecordedRequest, api: API, invalid: Invalid) -> Response:
+    def _refuse(self, record: RecordedRequest, api: ProviderAPI, invalid: Invalid) -> Response:
         record.status = 400
         record.error = invalid.message
         record._end("completed")
@@ -235,7 +238,7 @@ class FakeAIBridge:
         return self._json(body, 400, api)
 
     async def _checked(
-        self, request: Request, api: API, check: Callable[[Mapping[str, Any]], None]
+        self, request: Request, api: ProviderAPI, check: Callable[[Mapping[str, Any]], None]
     ) -> tuple[RecordedRequest, Response | None]:
         """Record the request and check it; return the 400 when the real API would refuse."""
         record, parsed = await self._record(request)
@@ -249,16 +252,16 @@ class FakeAIBridge:
             return record, self._refuse(record, api, invalid)
         return record, None
 
-    async def _chat(self, request: Request, api: API) -> Response:
+    async def _chat(self, request: Request, api: ProviderAPI) -> Response:
         return await self._answer(request, api, OpenAIChat, validate_openai_chat)
 
-    async def _responses(self, request: Request, api: API) -> Response:
+    async def _responses(self, request: Request, api: ProviderAPI) -> Response:
         return await self._answer(request, api, OpenAIResponses, validate_openai_responses)
 
-    async def _messages(self, request: Request, api: API) -> Response:
+    async def _messages(self, request: Request, api: ProviderAPI) -> Response:
         return await self._answer(request, api, AnthropicMessages, validate_anthropic_messages)
 
-    async def _count_tokens(self, request: Request, api: API) -> Response:
+    async def _count_tokens(self, request: Request, api: ProviderAPI) -> Response:
         def check(body: Mapping[str, Any]) -> None:
             validate_anthropic_messages(body, count_tokens=True)
 
@@ -270,7 +273,7 @@ class FakeAIBridge:
         body = record.body if isinstance(record.body, dict) else {}
         return self._json({"input_tokens": input_tokens(body)}, 200, api)
 
-    async def _models(self, request: Request, api: API) -> Response:
+    async def _models(self, request: Request, api: ProviderAPI) -> Response:
         record, _ = await self._record(request)
         record.status = 200
         record._end("completed")
@@ -294,7 +297,7 @@ class FakeAIBridge:
     async def _answer(
         self,
         request: Request,
-        api: API,
+        api: ProviderAPI,
         format_class: type[Format],
         check: Callable[[Mapping[str, Any]], None],
     ) -> Response:

@@ -108,7 +108,7 @@ def _token_limit(body: Mapping[str, Any]) -> int | None:
     for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         limit = body.get(name)
         if isinstance(limit, int) and not isinstance(limit, bool):
-            return limit
+            return max(limit, 0)
     return None
 
 
@@ -134,7 +134,8 @@ def plan_reply(reply: Reply, body: Mapping[str, Any]) -> Plan:
     calls = tuple(reply.tool_calls)
     stops = _stop_sequences(body)
     choices = body.get("n")
-    count = choices if isinstance(choices, int) and not isinstance(choices, bool) else 1
+    # Unchecked requests (`validate=False`) may ask for anything; the API's range bounds it.
+    count = choices if isinstance(choices, int) and 1 <= choices <= 128 else 1
     counted = input_tokens(dict(body))
     if reply.finish is not None:
         matched = reply.stop_sequence
