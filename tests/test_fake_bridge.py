@@ -9,6 +9,7 @@ from typing import Any, cast
 import anyio
 import httpx
 import pytest
+from starlette.routing import Mount, Router
 
 from aibridge_transport import InProcessTransportFactory, Source, with_delegated_api_key_id
 from aibridge_transport.testing import (
@@ -472,3 +473,14 @@ async def test_tool_calls_follow_the_text_in_the_stream() -> None:
     assert pieces == ["", '{"q"', ':"x"', "}"]
     assert all(data["delta"]["type"] == "input_json_delta" for _, data in events[6:10])
     assert events[11][1]["delta"]["stop_reason"] == "tool_use"
+
+
+async def test_a_bridge_mounted_under_a_root_path_serves_the_routes_below_it() -> None:
+    bridge = FakeAIBridge()
+    # Starlette's Mount, like uvicorn, keeps the full path and names the prefix `root_path`.
+    app = Router(routes=[Mount("/svc", app=bridge)])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
+        response = await client.post("/svc/api/v2/aibridge/openai/v1/chat/completions", json=CHAT)
+    assert response.status_code == 200, response.text
+    assert bridge.last_request.provider == "openai"

@@ -71,6 +71,15 @@ _NOT_JSON: Final = (
 )
 
 
+def _route_path(scope: Scope) -> str:
+    """The path under the app's mount point: servers such as uvicorn prefix `root_path`."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root + "/"):
+        return path[len(root) :]
+    return path
+
+
 def _served(api: ProviderAPI) -> str:
     return ", ".join(f"{method} {path}" for method, path in _ROUTES[api])
 
@@ -161,7 +170,7 @@ class FakeAIBridge:
 
     async def _route(self, request: Request) -> Response:
         self._served += 1
-        path: str = request.scope["path"]
+        path = _route_path(request.scope)
         prefix = AIBRIDGE_ROOT_PATH + "/"
         provider, _, rest = path.removeprefix(prefix).partition("/")
         api = self.providers.get(provider) if path.startswith(prefix) else None
@@ -214,7 +223,9 @@ class FakeAIBridge:
             body, parsed = None, False
         extensions = request.scope.get("extensions", {}).get("aibridge")
         record = RecordedRequest(
-            provider=request.scope["path"].removeprefix(AIBRIDGE_ROOT_PATH + "/").split("/")[0],
+            provider=_route_path(request.scope)
+            .removeprefix(AIBRIDGE_ROOT_PATH + "/")
+            .split("/")[0],
             method=request.method,
             path=request.scope["path"],
             query=request.scope["query_string"].decode("latin-1"),
