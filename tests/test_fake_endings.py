@@ -182,6 +182,10 @@ async def test_responses_max_output_tokens_is_an_incomplete_response() -> None:
         )
         async with stream:
             events = [event async for event in stream]
+        async with client.responses.stream(model="m", input="hi", max_output_tokens=16) as s:
+            # The helper keeps only a `response.completed` as the final response.
+            with pytest.raises(RuntimeError, match=r"response\.completed"):
+                await s.get_final_response()
     assert whole.status == "incomplete"
     assert whole.incomplete_details is not None
     assert whole.incomplete_details.reason == "max_output_tokens"

@@ -31,6 +31,8 @@ async def openai_refusal(messages: list[Any], **options: Any) -> openai.BadReque
     assert record.status == 400
     assert record.error is not None
     assert record.error in caught.value.message
+    assert caught.value.request_id is not None
+    assert caught.value.request_id.startswith("req_fake_")
     return caught.value
 
 

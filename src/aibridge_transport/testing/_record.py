@@ -60,7 +60,7 @@ class RecordedRequest:
     error: str | None = None
     """The message of the error the bridge answered with (a 400 names what was wrong)."""
     tokens_sent: int = 0
-    """How many tokens went out (each one its own body message)."""
+    """How many text tokens went out (streamed, or in the whole answer)."""
     outcome: Outcome = "running"
     """How the answer ended: `completed`, `disconnected` (the app saw `http.disconnect` and
     stopped), `cancelled` (its task was cancelled), `crashed` (a scripted crash)."""
