@@ -484,3 +484,33 @@ async def test_a_bridge_mounted_under_a_root_path_serves_the_routes_below_it() -
         response = await client.post("/svc/api/v2/aibridge/openai/v1/chat/completions", json=CHAT)
     assert response.status_code == 200, response.text
     assert bridge.last_request.provider == "openai"
+
+
+async def test_concurrent_requests_keep_their_own_request_ids() -> None:
+    bridge = FakeAIBridge()
+    first_part_read = anyio.Event()
+    body_may_end = anyio.Event()
+    responses: dict[str, httpx.Response] = {}
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield json.dumps(CHAT)[:10].encode()
+        first_part_read.set()
+        await body_may_end.wait()
+        yield json.dumps(CHAT)[10:].encode()
+
+    with with_delegated_api_key_id("key-1"):
+        async with client_for(bridge) as client:
+
+            async def slow() -> None:
+                responses["slow"] = await client.post("/v1/chat/completions", content=slow_body())
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(slow)
+                await first_part_read.wait()
+                # The slow request's body is still arriving while another is answered.
+                responses["quick"] = await client.post("/v1/chat/completions", json=CHAT)
+                body_may_end.set()
+    slow_id = responses["slow"].headers["x-request-id"]
+    quick_id = responses["quick"].headers["x-request-id"]
+    assert slow_id != quick_id
+    assert responses["slow"].json()["id"].rsplit("-", 1)[1] == slow_id.rsplit("_", 1)[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import anyio
@@ -170,6 +171,7 @@ class FakeAIBridge:
 
     async def _route(self, request: Request) -> Response:
         self._served += 1
+        number = self._served
         path = _route_path(request.scope)
         prefix = AIBRIDGE_ROOT_PATH + "/"
         provider, _, rest = path.removeprefix(prefix).partition("/")
@@ -183,31 +185,17 @@ class FakeAIBridge:
                 f"serves, under {AIBRIDGE_ROOT_PATH}/<provider>: {served}."
             )
             body = openai_error(404, message, code="unknown_provider")
-            return self._json(body, 404, "openai")
+            return _json(body, 404, _Call(request, "openai", number))
         handler_name = _ROUTES[api].get((request.method, "/" + rest))
         if handler_name is None:
             message = (
                 f"Invalid URL ({request.method} {path}): the '{provider}' provider serves "
                 f"{_served(api)}."
             )
-            return self._json(self._error_body(api, 404, message), 404, api)
-        handler: Callable[[Request, ProviderAPI], Awaitable[Response]] = getattr(self, handler_name)
-        return await handler(request, api)
-
-    def _request_id(self) -> str:
-        return f"req_fake_{self._served}"
-
-    def _json(self, body: Any, status: int, api: ProviderAPI, **headers: str) -> JSONResponse:
-        return JSONResponse(
-            body, status, headers={_REQUEST_ID_HEADERS[api]: self._request_id(), **headers}
-        )
-
-    def _error_body(
-        self, api: ProviderAPI, status: int, message: str, **fields: Any
-    ) -> dict[str, Any]:
-        if api == "anthropic":
-            return anthropic_error(status, message, request_id=self._request_id())
-        return openai_error(status, message, **fields)
+            call = _Call(request, api, number)
+            return _json(call.error_body(404, message), 404, call)
+        handler: Callable[[_Call], Awaitable[Response]] = getattr(self, handler_name)
+        return await handler(_Call(request, api, number))
 
     def _next_script(self) -> Script:
         return self._queue.popleft() if self._queue else self.default
@@ -241,18 +229,18 @@ class FakeAIBridge:
             arrival.set()
         return record, parsed and (raw == b"" or isinstance(body, dict))
 
-    def _refuse(self, record: RecordedRequest, api: ProviderAPI, invalid: Invalid) -> Response:
+    def _refuse(self, record: RecordedRequest, call: _Call, invalid: Invalid) -> Response:
         record.status = 400
         record.error = invalid.message
         record._end("completed")
-        body = self._error_body(api, 400, invalid.message, param=invalid.param, code=invalid.code)
-        return self._json(body, 400, api)
+        body = call.error_body(400, invalid.message, param=invalid.param, code=invalid.code)
+        return _json(body, 400, call)
 
     async def _checked(
-        self, request: Request, api: ProviderAPI, check: Callable[[Mapping[str, Any]], None]
+        self, call: _Call, check: Callable[[Mapping[str, Any]], None]
     ) -> tuple[RecordedRequest, Response | None]:
         """Record the request and check it; return the 400 when the real API would refuse."""
-        record, parsed = await self._record(request)
+        record, parsed = await self._record(call.request)
         if not self.validate:
             return record, None
         try:
@@ -260,35 +248,35 @@ class FakeAIBridge:
                 raise Invalid(_NOT_JSON)
             check(record.body)
         except Invalid as invalid:
-            return record, self._refuse(record, api, invalid)
+            return record, self._refuse(record, call, invalid)
         return record, None
 
-    async def _chat(self, request: Request, api: ProviderAPI) -> Response:
-        return await self._answer(request, api, OpenAIChat, validate_openai_chat)
+    async def _chat(self, call: _Call) -> Response:
+        return await self._answer(call, OpenAIChat, validate_openai_chat)
 
-    async def _responses(self, request: Request, api: ProviderAPI) -> Response:
-        return await self._answer(request, api, OpenAIResponses, validate_openai_responses)
+    async def _responses(self, call: _Call) -> Response:
+        return await self._answer(call, OpenAIResponses, validate_openai_responses)
 
-    async def _messages(self, request: Request, api: ProviderAPI) -> Response:
-        return await self._answer(request, api, AnthropicMessages, validate_anthropic_messages)
+    async def _messages(self, call: _Call) -> Response:
+        return await self._answer(call, AnthropicMessages, validate_anthropic_messages)
 
-    async def _count_tokens(self, request: Request, api: ProviderAPI) -> Response:
+    async def _count_tokens(self, call: _Call) -> Response:
         def check(body: Mapping[str, Any]) -> None:
             validate_anthropic_messages(body, count_tokens=True)
 
-        record, refused = await self._checked(request, api, check)
+        record, refused = await self._checked(call, check)
         if refused is not None:
             return refused
         record.status = 200
         record._end("completed")
         body = record.body if isinstance(record.body, dict) else {}
-        return self._json({"input_tokens": input_tokens(body)}, 200, api)
+        return _json({"input_tokens": input_tokens(body)}, 200, call)
 
-    async def _models(self, request: Request, api: ProviderAPI) -> Response:
-        record, _ = await self._record(request)
+    async def _models(self, call: _Call) -> Response:
+        record, _ = await self._record(call.request)
         record.status = 200
         record._end("completed")
-        if api == "anthropic" or "anthropic-version" in record.headers:
+        if call.api == "anthropic" or "anthropic-version" in record.headers:
             model = {
                 "type": "model",
                 "id": _DEFAULT_MODEL,
@@ -301,18 +289,17 @@ class FakeAIBridge:
                 "first_id": model["id"],
                 "last_id": model["id"],
             }
-            return self._json(listing, 200, "anthropic")
+            return _json(listing, 200, _Call(call.request, "anthropic", call.number))
         entry = {"id": _DEFAULT_MODEL, "object": "model", "created": 1767225600, "owned_by": "fake"}
-        return self._json({"object": "list", "data": [entry]}, 200, api)
+        return _json({"object": "list", "data": [entry]}, 200, call)
 
     async def _answer(
         self,
-        request: Request,
-        api: ProviderAPI,
+        call: _Call,
         format_class: type[Format],
         check: Callable[[Mapping[str, Any]], None],
     ) -> Response:
-        record, refused = await self._checked(request, api, check)
+        record, refused = await self._checked(call, check)
         if refused is not None:
             return refused
         script = self._next_script()
@@ -322,7 +309,7 @@ class FakeAIBridge:
         if isinstance(script, Reply) and script.model is not None:
             model = script.model
         reply = script if isinstance(script, Reply) else Reply()
-        answer = format_class(self._served, model, body, plan_reply(reply, body))
+        answer = format_class(call.number, model, body, plan_reply(reply, body))
         if isinstance(script, HTTPError):
             record.status = script.status
             record.error = script.message
@@ -334,7 +321,7 @@ class FakeAIBridge:
                 code=script.code,
                 param=script.param,
             )
-            return self._json(error, script.status, api, **script.headers)
+            return _json(error, script.status, call, **script.headers)
         if isinstance(script, Crash):
             record._end("crashed")
             raise SimulatedCrash(script.message)
@@ -350,14 +337,38 @@ class FakeAIBridge:
                 record.status = 500
                 record.error = "simulated error"
                 record._end("completed")
-                return self._json(answer.error_body(500, "simulated error"), 500, api)
+                return _json(answer.error_body(500, "simulated error"), 500, call)
             record.status = 200
             record.tokens_sent = len(answer.plan.tokens)
             record._end("completed")
-            return self._json(answer.whole(), 200, api)
-        headers = {answer.request_id_header: self._request_id()}
+            return _json(answer.whole(), 200, call)
+        headers = {answer.request_id_header: call.request_id}
         chunking = script.chunking if script.chunking is not None else self.chunking
         return _Answer(record, reply=script, answer=answer, headers=headers, chunking=chunking)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One request being answered: what it asked, the API it reached, its number."""
+
+    request: Request
+    api: ProviderAPI
+    number: int
+
+    @property
+    def request_id(self) -> str:
+        return f"req_fake_{self.number}"
+
+    def error_body(self, status: int, message: str, **fields: Any) -> dict[str, Any]:
+        if self.api == "anthropic":
+            return anthropic_error(status, message, request_id=self.request_id)
+        return openai_error(status, message, **fields)
+
+
+def _json(body: Any, status: int, call: _Call, **headers: str) -> JSONResponse:
+    """A JSON answer with the provider's request id header, as every real answer has."""
+    header = _REQUEST_ID_HEADERS[call.api]
+    return JSONResponse(body, status, headers={header: call.request_id, **headers})
 
 
 class _Answer(Response):
