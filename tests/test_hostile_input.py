@@ -15,7 +15,7 @@ from aibridge_transport import (
     StreamingASGITransport,
     with_delegated_api_key_id,
 )
-from aibridge_transport._adapter import MAX_REQUEST_HEADER_BYTES
+from aibridge_transport._rules import MAX_REQUEST_HEADER_BYTES
 from aibridge_transport.httpx2 import StreamingASGITransport as StreamingASGITransport2
 from aibridge_transport.types import Message, Receive, Scope, Send
 
@@ -352,7 +352,7 @@ BEFORE_START: list[tuple[Any, str]] = [
     (status_is_a_bool, "status must be an int"),
     (status_out_of_range, "status must be an int from 100 to 599"),
     (status_missing, "status must be an int"),
-    (headers_are_a_dict, "headers must be a list"),
+    (headers_are_a_dict, "headers must be an iterable of \\(bytes, bytes\\) pairs, got dict"),
     (header_is_not_a_pair, "is not a \\(bytes, bytes\\) pair"),
     (header_holds_ints, "is not a \\(bytes, bytes\\) pair"),
     (header_value_splits_the_head, "CR, LF or NUL"),
