@@ -200,19 +200,20 @@ class GatewayAuthMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        # Read in a frame of its own, which has ended before the app runs: no local of this
-        # one holds the key the client sent, should the app's error be rendered with the
-        # locals of every frame (behaviour §11).
-        admitted = self._admit(scope)
-        if isinstance(admitted, _Refusal):
-            await _refuse(send, admitted)
-        elif admitted[1] is None:
-            await self.app(admitted[0], receive, send)
+        # Read in a frame of its own, which has ended before the app runs, and `scope` rebound
+        # to the copy without the identity headers: no local of this frame holds the key the
+        # client sent, should the app's error be rendered with the locals of every frame
+        # (behaviour §11).
+        scope, context, refusal = self._admit(scope)
+        if refusal is not None:
+            await _refuse(send, refusal)
+        elif context is None:
+            await self.app(scope, receive, send)
         else:
-            await _RunInContext(self.app(admitted[0], receive, send), admitted[1])
+            await _RunInContext(self.app(scope, receive, send), context)
 
-    def _admit(self, scope: Scope) -> _Refusal | tuple[Scope, contextvars.Context | None]:
-        """The scope the app gets and the context it runs in, or why the request is refused."""
+    def _admit(self, scope: Scope) -> tuple[Scope, contextvars.Context | None, _Refusal | None]:
+        """The scope the app gets, the context it runs in, and why it is refused (if it is)."""
         found: dict[bytes, list[bytes]] = {name: [] for name in _IDENTITY_HEADERS}
         kept: list[tuple[bytes, bytes]] = []
         for name, value in scope["headers"]:
@@ -225,7 +226,7 @@ class GatewayAuthMiddleware:
         scope = dict(scope)
         scope["headers"] = kept
         if scope["type"] == "websocket":
-            return scope, None
+            return scope, None, None
 
         keys = found[GATEWAY_KEY_HEADER]
         if len(keys) != 1 or not self._is_valid(keys[0]):
@@ -235,7 +236,7 @@ class GatewayAuthMiddleware:
                 scope.get("path"),
                 scope.get("client"),
             )
-            return _Refusal(401, GATEWAY_KEY_MISMATCH, b"gateway key mismatch")
+            return scope, None, _Refusal(401, GATEWAY_KEY_MISMATCH, b"gateway key mismatch")
         try:
             key_id = _decode(
                 _single(found[DELEGATED_KEY_ID_HEADER], DELEGATED_KEY_ID_HEADER),
@@ -258,11 +259,11 @@ class GatewayAuthMiddleware:
                 scope.get("client"),
                 reason,
             )
-            return _Refusal(400, _INVALID_IDENTITY, b"invalid identity headers")
+            return scope, None, _Refusal(400, _INVALID_IDENTITY, b"invalid identity headers")
 
         if not key_id or provider is None:
             # Authenticated, but nobody to act for: the app sees no identity (contract 11).
-            return scope, identity_context(None, None)
+            return scope, identity_context(None, None), None
         extensions = dict(scope.get("extensions") or {})
         extensions["aibridge"] = {
             "provider": provider,
@@ -270,7 +271,7 @@ class GatewayAuthMiddleware:
             "delegated_api_key_id": key_id,
         }
         scope["extensions"] = extensions
-        return scope, identity_context(source, key_id)
+        return scope, identity_context(source, key_id), None
 
 
 class _Refusal:
