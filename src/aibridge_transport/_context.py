@@ -28,7 +28,8 @@ __all__ = [
 class Source(StrEnum):
     """Where a request comes from. Informational only: nothing behaves differently by it.
 
-    A Source is a `str`; any non-empty string is accepted wherever a Source is.
+    A Source is a `str`; any non-empty string without control characters or surrounding
+    whitespace is accepted wherever a Source is.
     """
 
     AGENTS = "agents"
