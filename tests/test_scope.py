@@ -27,7 +27,7 @@ from aibridge_transport.types import Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
 
-FLAVOURS = pytest.mark.parametrize("flavour", ["httpx", "httpx2"])
+FLAVORS = pytest.mark.parametrize("flavor", ["httpx", "httpx2"])
 
 
 async def paths(scope: Scope, receive: Receive, send: Send) -> None:
@@ -52,8 +52,8 @@ async def paths(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def generic_client(flavour: str, app: Any, **options: Any) -> Any:
-    if flavour == "httpx2":
+def generic_client(flavor: str, app: Any, **options: Any) -> Any:
+    if flavor == "httpx2":
         return httpx2.AsyncClient(
             transport=StreamingASGITransport2(app, **options), base_url="http://app"
         )
@@ -62,9 +62,9 @@ def generic_client(flavour: str, app: Any, **options: Any) -> Any:
     )
 
 
-@FLAVOURS
-async def test_path_and_raw_path_include_the_root_path(flavour: str) -> None:
-    async with generic_client(flavour, paths, root_path="/prefix") as client:
+@FLAVORS
+async def test_path_and_raw_path_include_the_root_path(flavor: str) -> None:
+    async with generic_client(flavor, paths, root_path="/prefix") as client:
         seen = (await client.get("/json?x=1")).json()
     assert seen == {
         "path": "/prefix/json",
@@ -75,7 +75,7 @@ async def test_path_and_raw_path_include_the_root_path(flavour: str) -> None:
     }
 
 
-@FLAVOURS
+@FLAVORS
 @pytest.mark.parametrize(
     ("request_path", "path"),
     [
@@ -87,9 +87,9 @@ async def test_path_and_raw_path_include_the_root_path(flavour: str) -> None:
     ],
 )
 async def test_a_path_already_under_the_root_path_is_not_prefixed_twice(
-    flavour: str, request_path: str, path: str
+    flavor: str, request_path: str, path: str
 ) -> None:
-    async with generic_client(flavour, paths, root_path="/prefix") as client:
+    async with generic_client(flavor, paths, root_path="/prefix") as client:
         seen = (await client.get(request_path)).json()
     assert (seen["path"], seen["raw_path"], seen["root_path"]) == (path, path, "/prefix")
 
@@ -137,11 +137,11 @@ async def test_a_framework_routes_under_the_root_path_as_behind_uvicorn() -> Non
     assert in_process.status_code == 200
 
 
-@FLAVOURS
-async def test_the_factory_puts_the_bridge_path_under_its_root_path(flavour: str) -> None:
+@FLAVORS
+async def test_the_factory_puts_the_bridge_path_under_its_root_path(flavor: str) -> None:
     factory = InProcessTransportFactory(paths, root_path="/svc")
-    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavour)  # type: ignore[arg-type]
-    module: Any = httpx2 if flavour == "httpx2" else httpx
+    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[arg-type]
+    module: Any = httpx2 if flavor == "httpx2" else httpx
     with with_delegated_api_key_id("key-1"):
         async with module.AsyncClient(transport=transport, base_url="http://bridge") as client:
             plain = (await client.get("/v1/models")).json()
