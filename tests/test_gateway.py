@@ -459,3 +459,10 @@ async def test_no_middleware_frame_holds_the_gateway_key_when_the_app_raises(key
     assert frames, "the middleware's frames are in the traceback"
     for frame in frames:
         assert KEY not in repr(frame.f_locals), frame.f_code.co_name
+
+
+def test_the_middleware_keeps_its_keys_out_of_sight() -> None:
+    middleware = GatewayAuthMiddleware(recorder, [KEY, "gateway-secret-2"])
+    for shown in (middleware, vars(middleware)):
+        assert KEY not in repr(shown)
+        assert "gateway-secret-2" not in repr(shown)

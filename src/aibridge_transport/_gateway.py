@@ -75,6 +75,10 @@ class GatewayKey:
     def add_to(self, headers: list[tuple[bytes, bytes]]) -> None:
         headers.append((GATEWAY_KEY_HEADER, self._key))
 
+    def matches(self, sent: bytes) -> bool:
+        """Whether `sent` is this key, compared in constant time."""
+        return hmac.compare_digest(sent, self._key)
+
 
 class _BadIdentity(Exception):
     """Identity headers that no `HTTPTransportFactory` sends (duplicated or malformed)."""
@@ -181,13 +185,13 @@ class GatewayAuthMiddleware:
         keys = [gateway_key] if isinstance(gateway_key, str | bytes) else list(gateway_key)
         if not keys:
             raise ValueError("gateway_key must not be empty")
-        self._gateway_keys = tuple(encode_gateway_key(key) for key in keys)
+        self._gateway_keys = tuple(GatewayKey(key) for key in keys)
 
     def _is_valid(self, sent: bytes) -> bool:
         # Every key is compared, so the time taken says nothing about which one matched.
         valid = False
         for key in self._gateway_keys:
-            valid |= hmac.compare_digest(sent, key)
+            valid |= key.matches(sent)
         return valid
 
     def __repr__(self) -> str:
