@@ -192,3 +192,29 @@ async def test_the_default_port_is_filled_in(url: str, port: int) -> None:
     assert (b"x-mixed-case", b"Value") in seen["headers"]
     assert seen["state"] == {}
     assert seen["client"] == ("127.0.0.1", 123)
+
+
+def quart_app() -> Any:
+    import quart
+
+    app = quart.Quart("rooted")
+
+    @app.route("/json")
+    async def json_view() -> dict[str, str]:
+        return {"root_path": quart.request.root_path, "path": quart.request.path}
+
+    return app
+
+
+async def test_quart_under_a_root_path_answers_as_behind_uvicorn(anyio_backend: str) -> None:
+    # Quart routes on `path` minus `root_path`: given a path without the prefix, it answers 404.
+    if anyio_backend != "asyncio":
+        pytest.skip("Quart runs on asyncio only")
+    app = quart_app()
+    with running_server(app, root_path="/prefix") as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            served = await client.get("/json")
+    async with generic_client("httpx", app, root_path="/prefix") as client:
+        in_process = await client.get("/json")
+    assert served.status_code == 200
+    assert (in_process.status_code, in_process.json()) == (served.status_code, served.json())
