@@ -30,7 +30,7 @@ class _Server(uvicorn.Server):
 
 @contextmanager
 def running_server(
-    app: ASGIApp, *, lifespan: Literal["on", "off", "auto"] = "auto"
+    app: ASGIApp, *, lifespan: Literal["on", "off", "auto"] = "auto", root_path: str = ""
 ) -> Iterator[str]:
     """Serve `app` on a free port; yield its base URL (`http://127.0.0.1:<port>`)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -45,6 +45,7 @@ def running_server(
         loop="asyncio",
         http="h11",
         timeout_graceful_shutdown=2,
+        root_path=root_path,
     )
     server = _Server(config)
     thread = threading.Thread(

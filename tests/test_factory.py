@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 from typing import Any
 
@@ -17,11 +18,15 @@ from aibridge_transport import (
     MissingDelegatedAPIKeyError,
     PathOutsideProviderError,
     Source,
+    StreamingASGITransport,
     TransportFactory,
+    TransportFactorySlot,
     delegated_api_key_id_from_context,
     source_from_context,
     with_delegated_api_key_id,
 )
+from aibridge_transport.httpx2 import StreamingASGITransport as StreamingASGITransport2
+from aibridge_transport.testing import FakeAIBridge
 from aibridge_transport.types import Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
@@ -258,3 +263,68 @@ async def test_context_set_by_the_app_does_not_leak_back() -> None:
         async with client_for(factory) as client:
             await client.get("/v1/models")
     assert app_var.get() == "unset"
+
+
+# -- what an ASGI app is, checked when the factory or transport is built ---------------------
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        InProcessTransportFactory,
+        StreamingASGITransport,
+        StreamingASGITransport2,
+        lambda app: TransportFactorySlot().register_in_memory_app(app),
+    ],
+    ids=["factory", "transport", "httpx2-transport", "slot"],
+)
+def test_an_app_class_is_refused_when_built_with_the_hint_to_instantiate_it(build: Any) -> None:
+    with pytest.raises(TypeError) as caught:
+        build(FakeAIBridge)
+    message = str(caught.value)
+    assert "an ASGI app is an async callable `app(scope, receive, send)`" in message
+    assert "instantiate it: `FakeAIBridge()`" in message
+
+
+@pytest.mark.parametrize("app", ["http://bridge", 42, {"app": echo_scope}])
+def test_a_non_callable_app_is_refused_when_built(app: Any) -> None:
+    with pytest.raises(TypeError, match="not callable: an ASGI app is an async callable"):
+        InProcessTransportFactory(app)
+    with pytest.raises(TypeError, match="not callable: an ASGI app is an async callable"):
+        StreamingASGITransport(app)
+
+
+def test_a_factory_without_an_app_is_still_allowed() -> None:
+    factory = InProcessTransportFactory(None)
+    with pytest.raises(BridgeNotRegisteredError):
+        factory.transport_for("openai", Source.AGENTS)
+
+
+class Bridge:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await echo_scope(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await echo_scope(scope, receive, send)
+
+
+async def echo_with_option(scope: Scope, receive: Receive, send: Send, *, option: int) -> None:
+    await echo_scope(scope, receive, send)
+
+
+def wraps_echo(scope: Scope, receive: Receive, send: Send) -> Any:
+    return echo_scope(scope, receive, send)
+
+
+@pytest.mark.parametrize(
+    "app",
+    [Bridge(), Bridge().handle, functools.partial(echo_with_option, option=1), wraps_echo],
+    ids=["instance", "bound-method", "partial", "sync-wrapper"],
+)
+async def test_every_kind_of_asgi_app_is_served(app: Any) -> None:
+    factory = InProcessTransportFactory(app)
+    with with_delegated_api_key_id("key-1"):
+        async with client_for(factory) as client:
+            response = await client.get("/v1/models")
+    assert response.status_code == 200
+    assert response.json()["path"] == "/api/v2/aibridge/openai/v1/models"

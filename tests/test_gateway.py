@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import traceback
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -420,3 +421,48 @@ async def test_every_key_is_compared_in_constant_time(
         )
     assert response.status_code == (200 if sent in ("new-key", "old-key") else 401)
     assert compared == [(sent.encode(), b"new-key"), (sent.encode(), b"old-key")]
+
+
+async def raises(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("the bridge failed")
+
+
+@pytest.mark.parametrize("key_id", [b"key-7", b""])
+async def test_no_middleware_frame_holds_the_gateway_key_when_the_app_raises(key_id: bytes) -> None:
+    # What Sentry's locals capture would print of the middleware's frames (behaviour §11).
+    middleware = GatewayAuthMiddleware(raises, KEY)
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/v2/aibridge/openai/v1/models",
+        "root_path": "",
+        "headers": [
+            (b"x-aibridge-gateway-key", KEY.encode()),
+            (b"x-aibridge-delegated-key-id", key_id),
+            (b"x-aibridge-source", b"agents"),
+        ],
+    }
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        pass
+
+    with pytest.raises(RuntimeError, match="the bridge failed") as caught:
+        await middleware(scope, receive, send)
+    frames = [
+        frame
+        for frame, _ in traceback.walk_tb(caught.value.__traceback__)
+        if "aibridge_transport" in frame.f_code.co_filename
+    ]
+    assert frames, "the middleware's frames are in the traceback"
+    for frame in frames:
+        assert KEY not in repr(frame.f_locals), frame.f_code.co_name
+
+
+def test_the_middleware_keeps_its_keys_out_of_sight() -> None:
+    middleware = GatewayAuthMiddleware(recorder, [KEY, "gateway-secret-2"])
+    for shown in (middleware, vars(middleware)):
+        assert KEY not in repr(shown)
+        assert "gateway-secret-2" not in repr(shown)

@@ -15,7 +15,7 @@ from aibridge_transport import (
     StreamingASGITransport,
     with_delegated_api_key_id,
 )
-from aibridge_transport._adapter import MAX_REQUEST_HEADER_BYTES
+from aibridge_transport._rules import MAX_REQUEST_HEADER_BYTES
 from aibridge_transport.httpx2 import StreamingASGITransport as StreamingASGITransport2
 from aibridge_transport.types import Message, Receive, Scope, Send
 
@@ -339,6 +339,19 @@ async def header_name_is_not_a_token(scope: Scope, receive: Receive, send: Send)
     await send({"type": "http.response.start", "status": 200, "headers": [(b"x a", b"1")]})
 
 
+async def header_name_is_latin_1(scope: Scope, receive: Receive, send: Send) -> None:
+    # Refused on the request side too, as h11 refuses it: one token table both ways.
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"x-caf\xe9", b"1")]})
+
+
+async def headers_are_a_string(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": "x-a: 1"})
+
+
+async def headers_are_bytes(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": b"x-a: 1"})
+
+
 async def unknown_message_first(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.trailers"})
 
@@ -352,11 +365,14 @@ BEFORE_START: list[tuple[Any, str]] = [
     (status_is_a_bool, "status must be an int"),
     (status_out_of_range, "status must be an int from 100 to 599"),
     (status_missing, "status must be an int"),
-    (headers_are_a_dict, "headers must be a list"),
+    (headers_are_a_dict, "headers must be an iterable of \\(bytes, bytes\\) pairs, got dict"),
     (header_is_not_a_pair, "is not a \\(bytes, bytes\\) pair"),
     (header_holds_ints, "is not a \\(bytes, bytes\\) pair"),
     (header_value_splits_the_head, "CR, LF or NUL"),
     (header_name_is_not_a_token, "not a valid token"),
+    (header_name_is_latin_1, "not a valid token"),
+    (headers_are_a_string, "headers must be an iterable of \\(bytes, bytes\\) pairs, got str"),
+    (headers_are_bytes, "headers must be an iterable of \\(bytes, bytes\\) pairs, got bytes"),
     (unknown_message_first, "unknown message type 'http.response.trailers'"),
     (body_before_start, "'http.response.body' before 'http.response.start'"),
 ]
@@ -443,3 +459,47 @@ async def test_malformed_body_message_breaks_the_stream_naming_it(
                 await response.aread()
     assert isinstance(caught.value.__cause__, RuntimeError)
     assert violation in str(caught.value.__cause__)
+
+
+# -- response headers as any iterable of pairs (behaviour §5) --------------------------------
+
+
+def _sanic_headers() -> Iterator[tuple[bytes, bytes]]:
+    yield (b"content-type", b"text/plain")
+    yield (b"x-one", b"1")
+    yield (b"x-one", b"2")
+
+
+async def headers_from_a_generator(scope: Scope, receive: Receive, send: Send) -> None:
+    # What Sanic sends on every response.
+    await send({"type": "http.response.start", "status": 200, "headers": _sanic_headers()})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@FLAVOURS
+async def test_response_headers_from_a_generator_are_taken(flavour: str) -> None:
+    factory = InProcessTransportFactory(headers_from_a_generator)
+    module: Any = httpx2 if flavour == "httpx2" else httpx
+    transport = factory.transport_for("openai", "agents", flavor=flavour)  # type: ignore[arg-type]
+    async with module.AsyncClient(transport=transport, base_url="http://bridge") as client:
+        with with_delegated_api_key_id("key-1"):
+            response = await client.get("/v1/models")
+    assert response.status_code == 200
+    assert response.text == "ok"
+    assert response.headers.get_list("x-one") == ["1", "2"]
+    assert response.headers.raw[0] == (b"content-type", b"text/plain")
+
+
+@FLAVOURS
+async def test_request_and_response_refuse_the_same_header_name(flavour: str) -> None:
+    async with generic_client(flavour) as client:
+        with pytest.raises(InvalidRequestHeaderError, match="not a valid HTTP token"):
+            await send_raw(client, "/", [(b"x-caf\xe9", b"1")])
+    module: Any = httpx2 if flavour == "httpx2" else httpx
+    transport_class: Any = (
+        StreamingASGITransport2 if flavour == "httpx2" else StreamingASGITransport
+    )
+    transport = transport_class(app=header_name_is_latin_1)
+    async with module.AsyncClient(transport=transport, base_url="http://app") as client:
+        with pytest.raises(RuntimeError, match="not a valid token"):
+            await client.get("/")

@@ -2,13 +2,16 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
+import traceback
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import anthropic
 import anyio
+import anyio.abc
 import httpx
 import httpx2
 import openai
@@ -563,3 +566,107 @@ async def test_anthropic_sdk_streams_through_the_standalone_bridge(fake_bridge_u
     record = FAKE.last_request
     assert record.path == "/api/v2/aibridge/anthropic/v1/messages"
     assert (record.source, record.delegated_api_key_id) == ("agents", "key-ant")
+
+
+# -- the gateway key never shows in a traceback's locals (behaviour §11) ---------------------
+
+SECRET = "gw-9d1c6f0e-never-printed"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _rendered(exc: BaseException) -> str:
+    # What Sentry's locals capture and `pytest -l` print: every frame, locals included.
+    return "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format())
+
+
+async def _failing_request(
+    url: str, flavor: str, read_timeout: float | None = None
+) -> BaseException:
+    async with HTTPTransportFactory(url, SECRET) as factory:
+        transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[arg-type]
+        module: Any = httpx if flavor == "httpx" else httpx2
+        async with module.AsyncClient(
+            transport=transport, base_url="http://api.openai.example", timeout=read_timeout
+        ) as http:
+            with with_delegated_api_key_id("key-1"):
+                try:
+                    # No body: the request head is the only write, complete before the server
+                    # (which reads the whole head first) answers or resets.
+                    await http.get("/v1/models")
+                except Exception as exc:
+                    return exc
+    raise AssertionError("the request did not fail")
+
+
+@pytest.mark.parametrize("flavor", ["httpx", "httpx2"])
+async def test_gateway_key_not_in_locals_when_the_bridge_is_down(flavor: str) -> None:
+    error = await _failing_request(f"http://127.0.0.1:{_free_port()}", flavor)
+    assert type(error).__name__ == "ConnectError"
+    rendered = _rendered(error)
+    assert "handle_async_request" in rendered  # the library's frames are there, with locals
+    assert SECRET not in rendered
+
+
+async def _serve_once(answer: Callable[[anyio.abc.SocketStream], Awaitable[None]]) -> Any:
+    listener = (await anyio.create_tcp_listener(local_host="127.0.0.1")).listeners[0]
+    assert isinstance(listener, anyio.abc.SocketListener)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+
+    async def serve() -> None:
+        async with listener:
+            stream = await listener.accept()
+            async with stream:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += await stream.receive()
+                assert SECRET.encode() in head  # the key did travel, in the request head
+                await answer(stream)
+
+    return port, serve
+
+
+async def _reset(stream: anyio.abc.SocketStream) -> None:
+    raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+@pytest.mark.parametrize("flavor", ["httpx", "httpx2"])
+async def test_gateway_key_not_in_locals_when_the_bridge_resets(flavor: str) -> None:
+    port, serve = await _serve_once(_reset)
+    async with anyio.create_task_group() as group:
+        group.start_soon(serve)
+        error = await _failing_request(f"http://127.0.0.1:{port}", flavor)
+    assert type(error).__name__ in ("ReadError", "RemoteProtocolError")
+    rendered = _rendered(error)
+    assert "handle_async_request" in rendered
+    assert SECRET not in rendered
+
+
+@pytest.mark.parametrize("flavor", ["httpx", "httpx2"])
+async def test_gateway_key_not_in_locals_when_the_bridge_times_out(flavor: str) -> None:
+    done = anyio.Event()
+
+    async def stall(stream: anyio.abc.SocketStream) -> None:
+        await done.wait()
+
+    port, serve = await _serve_once(stall)
+    async with anyio.create_task_group() as group:
+        group.start_soon(serve)
+        error = await _failing_request(f"http://127.0.0.1:{port}", flavor, read_timeout=0.2)
+        done.set()
+    assert type(error).__name__ == "ReadTimeout"
+    rendered = _rendered(error)
+    assert "handle_async_request" in rendered
+    assert SECRET not in rendered
+
+
+def test_gateway_key_not_in_any_repr() -> None:
+    factory = HTTPTransportFactory("http://127.0.0.1:9", SECRET)
+    transport = factory.transport_for("openai", Source.AGENTS)
+    for shown in (factory, transport, vars(factory), vars(transport)):
+        assert SECRET not in repr(shown)

@@ -1,9 +1,23 @@
 from __future__ import annotations
 
+import gc
+import tracemalloc
+import uuid
+from pathlib import Path
+
+import httpx
 import pytest
 
-from aibridge_transport import InvalidProviderNameError, PathOutsideProviderError
+import aibridge_transport
+from aibridge_transport import (
+    InProcessTransportFactory,
+    InvalidProviderNameError,
+    PathOutsideProviderError,
+    Source,
+    with_delegated_api_key_id,
+)
 from aibridge_transport._paths import bridge_path, validate_provider_name
+from aibridge_transport.types import Receive, Scope, Send
 
 
 @pytest.mark.parametrize("name", ["openai", "anthropic", "my-provider_2", "azure.openai", "ü"])
@@ -101,3 +115,41 @@ def test_provider_with_reserved_characters_is_encoded_in_raw_path() -> None:
     placed = bridge_path("ü", "/x")
     assert placed.path == "/api/v2/aibridge/ü/x"
     assert placed.raw_path == b"/api/v2/aibridge/%C3%BC/x"
+
+
+async def no_content(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _requests_with_long_paths(count: int, length: int) -> None:
+    factory = InProcessTransportFactory(no_content)
+    transport = factory.transport_for("openai", Source.AGENTS)
+    run = uuid.uuid4().hex  # paths no earlier test has cached
+    with with_delegated_api_key_id("key-1"):
+        async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
+            for number in range(count):
+                response = await client.get(f"/v1/{run}/{number:06d}/" + "a" * length)
+                assert response.status_code == 204
+    await factory.aclose()
+
+
+@pytest.mark.anyio
+async def test_long_paths_are_not_kept_once_client_and_factory_are_gone() -> None:
+    # Behaviour §6: caches keyed by request data are bounded in bytes, not only in entries.
+    # Only what the library allocated counts: the standard library keeps a bounded cache of
+    # its own (urllib.parse, through httpx's cookie handling).
+    library = tracemalloc.Filter(True, str(Path(aibridge_transport.__file__).parent / "*"))
+    count, length = 300, 60 * 1024
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot().filter_traces([library])
+        await _requests_with_long_paths(count, length)
+        gc.collect()
+        after = tracemalloc.take_snapshot().filter_traces([library])
+    finally:
+        tracemalloc.stop()
+    kept = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    # Requested: 300 paths of 60 KiB (18 MiB); kept must stay far below even one copy.
+    assert kept < 1024 * 1024, f"{kept} bytes kept after {count} requests"

@@ -8,7 +8,9 @@ from aibridge_transport import (
     AIBridgeTransportError,
     BridgeNotRegisteredError,
     GatewayKeyMismatchError,
+    InvalidIdentityError,
     InvalidProviderNameError,
+    InvalidRequestHeaderError,
     MissingDelegatedAPIKeyError,
     PathOutsideProviderError,
     RedirectRefusedError,
@@ -54,8 +56,20 @@ def test_errors_share_one_base() -> None:
         RedirectRefusedError,
         InvalidProviderNameError,
         PathOutsideProviderError,
+        InvalidIdentityError,
+        InvalidRequestHeaderError,
     ):
         assert issubclass(error, AIBridgeTransportError)
+
+
+def test_refusals_of_bad_values_are_value_errors() -> None:
+    for error in (
+        InvalidProviderNameError,
+        PathOutsideProviderError,
+        InvalidIdentityError,
+        InvalidRequestHeaderError,
+    ):
+        assert issubclass(error, ValueError)
 
 
 def test_streaming_transport_is_an_httpx_transport() -> None:

@@ -3,7 +3,7 @@
 Written once, against the API that httpx and httpx2 share. Each flavour module combines these
 mixins with its own library's base classes (httpx2's client checks `isinstance` against its
 own `AsyncByteStream`, and anthropic refuses any httpx class in a transport's MRO), and hands
-in a `Flavor` naming its exception classes. The mixins themselves import neither library.
+in a `FlavorClasses` naming its classes. The mixins themselves import neither library.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from functools import partial
 from types import ModuleType
 from typing import Any, ClassVar
 
-from ._errors import InvalidRequestHeaderError
 from ._exchange import (
     AbandonGuard,
     CoreProtocolError,
@@ -23,79 +22,32 @@ from ._exchange import (
     Engine,
     Exchange,
 )
-from .types import ASGIApp
+from ._flavors import wrong_flavor_error
+from ._rules import check_asgi_app, path_without_query
+from ._scope import ScopeBuilder
+from .types import ASGIApp, Scope
 
 __all__ = [
     "DEFAULT_MAX_BUFFERED_CHUNKS",
-    "MAX_REQUEST_HEADER_BYTES",
-    "Flavor",
+    "FlavorClasses",
     "ResponseBody",
     "Route",
     "TransportCore",
-    "scope_headers",
 ]
 
 # Bounds how many chunks the app runs ahead of a slow consumer (contract 5).
 DEFAULT_MAX_BUFFERED_CHUNKS = 8
 
-# A server refuses these before any app runs; without a socket in between, the transport must
-# (h11's rules: a name is a token, a value holds no CR, LF or NUL). The size bound is above
-# the request heads that uvicorn (h11, 16 KiB) and nginx (4 x 8 KiB) accept, so whatever a
-# server takes passes here too.
-MAX_REQUEST_HEADER_BYTES = 64 * 1024
-_TOKEN_BYTES = frozenset(
-    b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
-
-_TOKEN_CHARS = bytes(sorted(_TOKEN_BYTES))
+# What `_route` returns: the scope, and the context the app runs in.
+Route = tuple[Scope, contextvars.Context]
 
 
-def scope_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The request headers as the scope carries them, or `InvalidRequestHeaderError`."""
-    # Fast path: the same checks over all names and all values at once, in C. Only when one
-    # fails does the loop below run, to name the first offending header.
-    names = [name for name, _ in raw]
-    all_names = b"".join(names)
-    all_values = b"".join([value for _, value in raw])
-    if (
-        b"" not in names
-        and not all_names.translate(None, _TOKEN_CHARS)
-        and b"\r" not in all_values
-        and b"\n" not in all_values
-        and b"\x00" not in all_values
-        and len(all_names) + len(all_values) <= MAX_REQUEST_HEADER_BYTES
-    ):
-        return [(name.lower(), value) for name, value in raw]
-    headers: list[tuple[bytes, bytes]] = []
-    total = 0
-    for name, value in raw:
-        # Deleting every token byte in C leaves nothing of a valid name (~10x a set test).
-        if not name or name.translate(None, _TOKEN_CHARS):
-            raise InvalidRequestHeaderError(
-                f"request header name {name!r} is not a valid HTTP token"
-            )
-        if b"\r" in value or b"\n" in value or b"\x00" in value:
-            raise InvalidRequestHeaderError(
-                f"request header {name!r} has CR, LF or NUL in its value"
-            )
-        total += len(name) + len(value)
-        if total > MAX_REQUEST_HEADER_BYTES:
-            raise InvalidRequestHeaderError(
-                f"request headers exceed {MAX_REQUEST_HEADER_BYTES} bytes (names and values)"
-            )
-        headers.append((name.lower(), value))
-    return headers
-
-
-# What `_route` returns: path, raw_path, scope extensions, and the context the app runs in.
-Route = tuple[str, bytes, dict[str, Any], contextvars.Context]
-
-
-class Flavor:
+class FlavorClasses:
     """The classes of one client library (httpx or httpx2) that responses and errors use."""
 
     def __init__(self, module: ModuleType, body_class: type[ResponseBody]) -> None:
         self.name: str = module.__name__
+        self.request_class: type = module.Request
         self.response_class: Any = module.Response
         self.read_timeout: Any = module.ReadTimeout
         self.remote_protocol_error: Any = module.RemoteProtocolError
@@ -113,6 +65,15 @@ class Flavor:
             return error
         return self.stream_closed()  # type: ignore[no-any-return]
 
+    def check_request(self, request: object) -> None:
+        """Refuse a request of the other client library, saying which flavour to use.
+
+        Only called when the request's type is not exactly this flavour's: the check costs
+        the hot path one identity test.
+        """
+        if not isinstance(request, self.request_class):
+            raise wrong_flavor_error(self.name, request)
+
 
 _CORE_ERRORS = (CoreReadTimeout, CoreProtocolError, CoreStreamClosed)
 
@@ -120,7 +81,7 @@ _CORE_ERRORS = (CoreReadTimeout, CoreProtocolError, CoreStreamClosed)
 class ResponseBody:
     """The response body as an `AsyncByteStream`: chunks as the app sends them."""
 
-    flavor: ClassVar[Flavor]
+    flavor: ClassVar[FlavorClasses]
 
     __slots__ = ("_chunks", "_exchange", "_guard")
 
@@ -177,7 +138,7 @@ class ResponseBody:
 class TransportCore:
     """A streaming replacement for `ASGITransport`, written once for both flavours."""
 
-    flavor: ClassVar[Flavor]
+    flavor: ClassVar[FlavorClasses]
 
     def __init__(
         self,
@@ -189,14 +150,14 @@ class TransportCore:
         disconnect_grace: float = 1.0,
         max_buffered_chunks: int = DEFAULT_MAX_BUFFERED_CHUNKS,
     ) -> None:
+        check_asgi_app(app)
         self._engine = Engine(
             app,
             raise_app_exceptions=raise_app_exceptions,
-            root_path=root_path,
-            client=client,
             disconnect_grace=disconnect_grace,
             max_buffered_chunks=max_buffered_chunks,
         )
+        self._scope = ScopeBuilder(root_path=root_path, client=client)
 
     @property
     def app(self) -> ASGIApp:
@@ -208,33 +169,23 @@ class TransportCore:
 
     @property
     def root_path(self) -> str:
-        return self._engine.root_path
+        return self._scope.root_path
 
     @property
     def client(self) -> tuple[str, int]:
-        return self._engine.client
+        return self._scope.client
 
     def _route(self, request: Any) -> Route:
         url = request.url
-        raw_path: bytes = url.raw_path.split(b"?", 1)[0]
-        return url.path, raw_path, {}, contextvars.copy_context()
+        scope = self._scope.build(request, url.path, path_without_query(url.raw_path), {})
+        return scope, contextvars.copy_context()
 
     async def handle_async_request(self, request: Any) -> Any:
-        path, raw_path, extensions, context = self._route(request)
         flavor = self.flavor
-        url = request.url
+        if type(request) is not flavor.request_class:
+            flavor.check_request(request)  # behaviour §2
+        scope, context = self._route(request)
         engine = self._engine
-        scope = engine.scope(
-            method=request.method,
-            scheme=url.scheme,
-            host=url.host,
-            port=url.port,
-            path=path,
-            raw_path=raw_path,
-            query=url.query,
-            headers=scope_headers(request.headers.raw),
-            extensions=extensions,
-        )
         try:
             body = request.content  # already in memory: handed over as one message, no copy
         except flavor.request_not_read:

@@ -11,6 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 
+from ._errors import InvalidIdentityError
+from ._rules import check_identity
+
 __all__ = [
     "Source",
     "check_delegated_api_key_id",
@@ -25,7 +28,8 @@ __all__ = [
 class Source(StrEnum):
     """Where a request comes from. Informational only: nothing behaves differently by it.
 
-    A Source is a `str`; any non-empty string is accepted wherever a Source is.
+    A Source is a `str`; any non-empty string without control characters or surrounding
+    whitespace is accepted wherever a Source is.
     """
 
     AGENTS = "agents"
@@ -39,37 +43,30 @@ _delegated_api_key_id: contextvars.ContextVar[str | None] = contextvars.ContextV
 )
 
 
-def _has_control_character(value: str) -> bool:
-    # C0, DEL and C1: none may reach a log line or an identity header (contract 11).
-    return any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in value)
-
-
 def check_source(source: object) -> str:
-    """Return `source` as a plain `str`, or raise `ValueError`/`TypeError` saying why not."""
-    if not isinstance(source, str):
-        raise TypeError(f"source must be a str, not {type(source).__name__}")
-    if not source:
-        raise ValueError("source is required (a non-empty string)")
-    if _has_control_character(source):
-        raise ValueError(f"source {source!r} holds a control character")
-    return str(source)
+    """Return `source` as a plain `str`, or raise `InvalidIdentityError`/`TypeError` saying
+    why not (behaviour §4)."""
+    if source == "":
+        raise InvalidIdentityError("source is required (a non-empty string)")
+    return check_identity(source, "source")
 
 
 def check_delegated_api_key_id(key_id: object) -> str:
-    """Return `key_id` as a plain `str`, or raise `ValueError`/`TypeError` saying why not.
+    """Return `key_id` as a plain `str`, or raise `InvalidIdentityError`/`TypeError` saying
+    why not, never quoting it (behaviour §4).
 
     The empty string is accepted here and means "no key" to the getter.
     """
-    if not isinstance(key_id, str):
-        raise TypeError(f"delegated API key id must be a str, not {type(key_id).__name__}")
-    if _has_control_character(key_id):
-        raise ValueError("delegated API key id holds a control character")
-    return str(key_id)
+    return check_identity(key_id, "delegated API key id")
 
 
 @contextmanager
 def with_source(source: Source | str) -> Iterator[None]:
-    """Set the current source for the block."""
+    """Set the current source for the block.
+
+    Raises `InvalidIdentityError` for an empty source, or one with a control character or
+    surrounding whitespace.
+    """
     token = _source.set(check_source(source))
     try:
         yield
@@ -84,7 +81,11 @@ def source_from_context() -> str | None:
 
 @contextmanager
 def with_delegated_api_key_id(key_id: str) -> Iterator[None]:
-    """Set the caller's delegated API key id for the block."""
+    """Set the caller's delegated API key id for the block.
+
+    Raises `InvalidIdentityError` for a key id with a control character or surrounding
+    whitespace, before any request is made with it; the message does not quote it.
+    """
     token = _delegated_api_key_id.set(check_delegated_api_key_id(key_id))
     try:
         yield

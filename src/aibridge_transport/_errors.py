@@ -8,6 +8,7 @@ AIBridgeTransportError
 ├── RedirectRefusedError
 ├── InvalidProviderNameError (also a ValueError)
 ├── PathOutsideProviderError (also a ValueError)
+├── InvalidIdentityError (also a ValueError)
 └── InvalidRequestHeaderError (also a ValueError)
 ```
 
@@ -21,6 +22,7 @@ __all__ = [
     "AIBridgeTransportError",
     "BridgeNotRegisteredError",
     "GatewayKeyMismatchError",
+    "InvalidIdentityError",
     "InvalidProviderNameError",
     "InvalidRequestHeaderError",
     "MissingDelegatedAPIKeyError",
@@ -82,3 +84,8 @@ class PathOutsideProviderError(AIBridgeTransportError, ValueError):
 
 class InvalidRequestHeaderError(AIBridgeTransportError, ValueError):
     """A request header that no HTTP server would accept (bad name, CR/LF/NUL, too large)."""
+
+
+class InvalidIdentityError(AIBridgeTransportError, ValueError):
+    """A source or delegated API key id that cannot travel as-is (control character,
+    surrounding whitespace, empty source)."""

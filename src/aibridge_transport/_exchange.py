@@ -27,12 +27,13 @@ import contextvars
 import logging
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from typing import Any, Final
+from typing import Final
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._backend import AppTask, Event, spawn_detached
+from ._rules import check_response_headers, check_status
 from .types import ASGIApp, Message, Scope
 
 __all__ = [
@@ -52,7 +53,6 @@ _ERROR_HEADERS: Final = [
     (b"content-length", str(len(_INTERNAL_SERVER_ERROR)).encode()),
 ]
 _DISCONNECT: Final[Message] = {"type": "http.disconnect"}
-_DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 # Response states, as the app's send() moves through them.
 _INIT, _STARTED, _COMPLETE = 0, 1, 2
@@ -74,64 +74,6 @@ def _is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, KeyboardInterrupt | SystemExit)
 
 
-def _header_bytes(part: object, header: object) -> bytes:
-    # bytes per the ASGI spec; str tolerated as httpx.ASGITransport does (latin-1).
-    if isinstance(part, bytes):
-        return part
-    if isinstance(part, str):
-        try:
-            return part.encode("latin-1")
-        except UnicodeEncodeError:
-            pass
-    raise RuntimeError(f"ASGI 'http.response.start' header {header!r} is not a (bytes, bytes) pair")
-
-
-_NOT_TOKEN_BYTES: Final = bytes(range(0x21)) + b'()<>@,;:\\"/[]?={}\x7f'
-
-# Header names an app sends are a small set (mostly constants of its framework): each is
-# checked once. Bounded, so an app that makes up names cannot grow it without end.
-_VALID_NAMES: set[bytes] = set()
-_VALID_NAMES_MAX = 1024
-
-
-def _check_headers(headers: object) -> list[tuple[bytes, bytes]]:
-    if not isinstance(headers, list | tuple):
-        raise RuntimeError(
-            f"ASGI 'http.response.start' headers must be a list of (bytes, bytes) pairs, "
-            f"got {type(headers).__name__}"
-        )
-    checked: list[tuple[bytes, bytes]] = []
-    for header in headers:
-        try:
-            name, value = header
-        except (TypeError, ValueError):
-            raise RuntimeError(
-                f"ASGI 'http.response.start' header {header!r} is not a (bytes, bytes) pair"
-            ) from None
-        if type(name) is not bytes:
-            name = _header_bytes(name, header)
-        if type(value) is not bytes:
-            value = _header_bytes(value, header)
-        if name not in _VALID_NAMES:
-            # translate() deletes the forbidden bytes in C: a shorter result means one was there.
-            if not name or len(name.translate(None, _NOT_TOKEN_BYTES)) != len(name):
-                raise RuntimeError(f"ASGI response header name {name!r} is not a valid token")
-            if len(_VALID_NAMES) < _VALID_NAMES_MAX:
-                _VALID_NAMES.add(name)
-        if b"\r" in value or b"\n" in value or b"\x00" in value:
-            raise RuntimeError(f"ASGI response header {name!r} has CR, LF or NUL in its value")
-        checked.append((name, value))
-    return checked
-
-
-def _check_status(status: object) -> int:
-    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
-        raise RuntimeError(
-            f"ASGI 'http.response.start' status must be an int from 100 to 599, got {status!r}"
-        )
-    return status
-
-
 class Engine:
     """What every exchange of one transport shares: the app, its options, the live exchanges."""
 
@@ -140,12 +82,9 @@ class Engine:
         app: ASGIApp,
         *,
         raise_app_exceptions: bool,
-        root_path: str,
-        client: tuple[str, int],
         disconnect_grace: float,
         max_buffered_chunks: int,
         log_label: str = "",
-        lifespan_state: Callable[[], dict[str, Any] | None] | None = None,
         hidden_errors: list[BaseException] | None = None,
     ) -> None:
         if disconnect_grace < 0 or math.isnan(disconnect_grace):
@@ -154,46 +93,12 @@ class Engine:
             raise ValueError(f"max_buffered_chunks must be >= 0, got {max_buffered_chunks!r}")
         self.app = app
         self.raise_app_exceptions = raise_app_exceptions
-        self.root_path = root_path
-        self.client = client
         self.disconnect_grace = disconnect_grace
         self.max_buffered_chunks = max_buffered_chunks
         self.log_label = log_label
-        self.lifespan_state = lifespan_state
         # Strict mode: exceptions a 500 (or a log line) hid from the client are kept here.
         self.hidden_errors = hidden_errors
         self.live: set[Exchange] = set()
-
-    def scope(
-        self,
-        *,
-        method: str,
-        scheme: str,
-        host: str,
-        port: int | None,
-        path: str,
-        raw_path: bytes,
-        query: bytes,
-        headers: list[tuple[bytes, bytes]],
-        extensions: dict[str, Any],
-    ) -> Scope:
-        state = self.lifespan_state() if self.lifespan_state is not None else None
-        return {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": scheme,
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "root_path": self.root_path,
-            "headers": headers,
-            "server": (host, port if port is not None else _DEFAULT_PORTS.get(scheme, 80)),
-            "client": self.client,
-            "state": dict(state) if state is not None else {},
-            "extensions": extensions,
-        }
 
     def start(
         self,
@@ -440,9 +345,9 @@ class Exchange:
                 )
             status = message.get("status")
             if type(status) is not int or not 100 <= status <= 599:
-                status = _check_status(status)  # the message for a bad one; int subclasses pass
+                status = check_status(status)  # the message for a bad one; int subclasses pass
             self.status = status
-            self.headers = _check_headers(message.get("headers", []))
+            self.headers = check_response_headers(message.get("headers", []))
             self.state = _STARTED
             if self._start_waiter is not None:
                 self._start_waiter.set()

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import functools
 import weakref
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Protocol, Self
 
 from ._adapter import DEFAULT_MAX_BUFFERED_CHUNKS, Route, TransportCore
 from ._context import Source, check_source, delegated_api_key_id_from_context
 from ._context import identity_context as _identity_context
 from ._errors import BridgeNotRegisteredError, MissingDelegatedAPIKeyError
 from ._exchange import Engine
+from ._flavors import Flavor, flavored_class, streaming_transport_class
 from ._lifespan import Lifespan
-from ._paths import bridge_path, validate_provider_name
+from ._paths import place_request_path, validate_provider_name
+from ._rules import check_asgi_app
+from ._scope import ScopeBuilder
 from .types import ASGIApp
 
-__all__ = ["AIBridgeRoute", "Flavour", "InProcessTransportFactory", "TransportFactory"]
-
-Flavour = Literal["httpx", "httpx2"]
+__all__ = ["AIBridgeRoute", "InProcessTransportFactory", "TransportFactory"]
 
 
 class TransportFactory(Protocol):
@@ -30,8 +30,9 @@ class TransportFactory(Protocol):
 class AIBridgeRoute(TransportCore):
     """The aibridge rules on top of the generic transport: path, identity, extensions."""
 
-    def __init__(self, engine: Engine, provider: str, source: str) -> None:
+    def __init__(self, engine: Engine, scope: ScopeBuilder, provider: str, source: str) -> None:
         self._engine = engine
+        self._scope = scope
         self._provider = provider
         self._source = source
 
@@ -39,8 +40,7 @@ class AIBridgeRoute(TransportCore):
         key_id = delegated_api_key_id_from_context()
         if key_id is None:
             raise MissingDelegatedAPIKeyError()
-        raw_path = request.url.raw_path.split(b"?", 1)[0].decode("ascii")
-        placed = _placed(self._provider, raw_path)
+        placed = place_request_path(self._provider, request.url.raw_path)
         extensions = {
             "aibridge": {
                 "provider": self._provider,
@@ -48,31 +48,8 @@ class AIBridgeRoute(TransportCore):
                 "delegated_api_key_id": key_id,
             }
         }
-        context = _identity_context(self._source, key_id)
-        return placed.path, placed.raw_path, extensions, context
-
-
-# SDKs call a handful of paths over and over: the rewrite is pure, so it is cached.
-_placed = functools.lru_cache(maxsize=1024)(bridge_path)
-
-
-def _transport_class(flavour: str) -> type[AIBridgeRoute]:
-    if flavour == "httpx":
-        from ._httpx import StreamingASGITransport as Base
-    elif flavour == "httpx2":
-        from .httpx2 import StreamingASGITransport as Base  # type: ignore[assignment]
-    else:
-        raise ValueError(f"flavor must be 'httpx' or 'httpx2', got {flavour!r}")
-    # Keyed by the base class, not the name: a re-imported flavour module (pytester runs do
-    # that) brings new classes that its client's isinstance checks expect.
-    cached = _AIBRIDGE_CLASSES.get(Base)
-    if cached is None:
-        cached = type(f"AIBridgeTransport[{flavour}]", (AIBridgeRoute, Base), {})
-        _AIBRIDGE_CLASSES[Base] = cached
-    return cached
-
-
-_AIBRIDGE_CLASSES: dict[type, type[AIBridgeRoute]] = {}
+        scope = self._scope.build(request, placed.path, placed.raw_path, extensions)
+        return scope, _identity_context(self._source, key_id)
 
 
 class InProcessTransportFactory:
@@ -88,12 +65,15 @@ class InProcessTransportFactory:
     Use `async with factory:` to run the app's lifespan around its use.
 
     Arguments:
-        app: The bridge's ASGI app, or `None` while no bridge is registered.
+        app: The bridge's ASGI app (an instance: an async callable `app(scope, receive,
+            send)`), or `None` while no bridge is registered.
         raise_app_exceptions: Raise the app's exceptions from requests instead of answering
             500 (the default is 500, as a server would).
         strict: Keep the exceptions that a 500 hid and raise the first at `aclose()` / exit.
         disconnect_grace: Seconds an app may run on after its client left.
         max_buffered_chunks: How many body chunks the app may run ahead of the reader.
+        root_path: The path the app is mounted under, as a server's `--root-path`: the app
+            sees it in `scope["root_path"]` and at the start of `scope["path"]`.
     """
 
     def __init__(
@@ -104,7 +84,10 @@ class InProcessTransportFactory:
         strict: bool = False,
         disconnect_grace: float = 1.0,
         max_buffered_chunks: int = DEFAULT_MAX_BUFFERED_CHUNKS,
+        root_path: str = "",
     ) -> None:
+        if app is not None:
+            check_asgi_app(app)
         self.app = app
         self.raise_app_exceptions = raise_app_exceptions
         self.disconnect_grace = disconnect_grace
@@ -112,12 +95,13 @@ class InProcessTransportFactory:
         self.hidden_app_exceptions: list[BaseException] | None = [] if strict else None
         self._lifespan: Lifespan | None = None
         self._transports: weakref.WeakSet[AIBridgeRoute] = weakref.WeakSet()
+        self._scope = ScopeBuilder(root_path=root_path, lifespan_state=self._state)
 
     def _state(self) -> dict[str, Any] | None:
         return self._lifespan.state if self._lifespan is not None else None
 
     def transport_for(
-        self, provider_name: str, source: Source | str, *, flavor: Flavour = "httpx"
+        self, provider_name: str, source: Source | str, *, flavor: Flavor = "httpx"
     ) -> Any:
         """A transport for `provider_name` (one path segment), tagged with `source`.
 
@@ -128,18 +112,18 @@ class InProcessTransportFactory:
             raise BridgeNotRegisteredError()
         provider = validate_provider_name(provider_name)
         source_name = check_source(source)
+        transport_class = flavored_class(
+            AIBridgeRoute, streaming_transport_class(flavor), "AIBridgeTransport"
+        )
         engine = Engine(
             self.app,
             raise_app_exceptions=self.raise_app_exceptions,
-            root_path="",
-            client=("127.0.0.1", 123),
             disconnect_grace=self.disconnect_grace,
             max_buffered_chunks=self.max_buffered_chunks,
             log_label=f"provider={provider} source={source_name}",
-            lifespan_state=self._state,
             hidden_errors=self.hidden_app_exceptions,
         )
-        transport = _transport_class(flavor)(engine, provider, source_name)
+        transport = transport_class(engine, self._scope, provider, source_name)
         self._transports.add(transport)
         return transport
 

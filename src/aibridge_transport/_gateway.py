@@ -18,6 +18,7 @@ from typing import Any
 from ._context import check_delegated_api_key_id, check_source, identity_context
 from ._errors import InvalidProviderNameError
 from ._paths import AIBRIDGE_ROOT_PATH, validate_provider_name
+from ._rules import CONTROL_BYTES
 from .types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "HEADER_PREFIX",
     "SOURCE_HEADER",
     "GatewayAuthMiddleware",
+    "GatewayKey",
     "encode_gateway_key",
 ]
 
@@ -53,9 +55,29 @@ def encode_gateway_key(gateway_key: str | bytes) -> bytes:
     key = gateway_key.encode("utf-8") if isinstance(gateway_key, str) else bytes(gateway_key)
     if not key:
         raise ValueError("gateway_key must not be empty")
-    if any(byte < 0x20 or byte == 0x7F for byte in key) or key != key.strip():
+    if len(key.translate(None, CONTROL_BYTES)) != len(key) or key != key.strip():
         raise ValueError("gateway_key must not hold control characters or surrounding spaces")
     return key
+
+
+class GatewayKey:
+    """The gateway key, kept out of sight: its `repr` hides it, and its bytes leave it only
+    into a header list (behaviour §11: no traceback's locals, no log line may print it)."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, gateway_key: str | bytes) -> None:
+        self._key = encode_gateway_key(gateway_key)
+
+    def __repr__(self) -> str:
+        return "GatewayKey(<hidden>)"
+
+    def add_to(self, headers: list[tuple[bytes, bytes]]) -> None:
+        headers.append((GATEWAY_KEY_HEADER, self._key))
+
+    def matches(self, sent: bytes) -> bool:
+        """Whether `sent` is this key, compared in constant time."""
+        return hmac.compare_digest(sent, self._key)
 
 
 class _BadIdentity(Exception):
@@ -163,13 +185,13 @@ class GatewayAuthMiddleware:
         keys = [gateway_key] if isinstance(gateway_key, str | bytes) else list(gateway_key)
         if not keys:
             raise ValueError("gateway_key must not be empty")
-        self._gateway_keys = tuple(encode_gateway_key(key) for key in keys)
+        self._gateway_keys = tuple(GatewayKey(key) for key in keys)
 
     def _is_valid(self, sent: bytes) -> bool:
         # Every key is compared, so the time taken says nothing about which one matched.
         valid = False
         for key in self._gateway_keys:
-            valid |= hmac.compare_digest(sent, key)
+            valid |= key.matches(sent)
         return valid
 
     def __repr__(self) -> str:
@@ -182,6 +204,20 @@ class GatewayAuthMiddleware:
         ):
             await self.app(scope, receive, send)
             return
+        # Read in a frame of its own, which has ended before the app runs, and `scope` rebound
+        # to the copy without the identity headers: no local of this frame holds the key the
+        # client sent, should the app's error be rendered with the locals of every frame
+        # (behaviour §11).
+        scope, context, refusal = self._admit(scope)
+        if refusal is not None:
+            await _refuse(send, refusal)
+        elif context is None:
+            await self.app(scope, receive, send)
+        else:
+            await _RunInContext(self.app(scope, receive, send), context)
+
+    def _admit(self, scope: Scope) -> tuple[Scope, contextvars.Context | None, _Refusal | None]:
+        """The scope the app gets, the context it runs in, and why it is refused (if it is)."""
         found: dict[bytes, list[bytes]] = {name: [] for name in _IDENTITY_HEADERS}
         kept: list[tuple[bytes, bytes]] = []
         for name, value in scope["headers"]:
@@ -193,9 +229,8 @@ class GatewayAuthMiddleware:
                 kept.append((name, value))
         scope = dict(scope)
         scope["headers"] = kept
-        if kind == "websocket":
-            await self.app(scope, receive, send)
-            return
+        if scope["type"] == "websocket":
+            return scope, None, None
 
         keys = found[GATEWAY_KEY_HEADER]
         if len(keys) != 1 or not self._is_valid(keys[0]):
@@ -205,8 +240,7 @@ class GatewayAuthMiddleware:
                 scope.get("path"),
                 scope.get("client"),
             )
-            await _refuse(send, 401, GATEWAY_KEY_MISMATCH, b"gateway key mismatch")
-            return
+            return scope, None, _Refusal(401, GATEWAY_KEY_MISMATCH, b"gateway key mismatch")
         try:
             key_id = _decode(
                 _single(found[DELEGATED_KEY_ID_HEADER], DELEGATED_KEY_ID_HEADER),
@@ -229,33 +263,42 @@ class GatewayAuthMiddleware:
                 scope.get("client"),
                 reason,
             )
-            await _refuse(send, 400, _INVALID_IDENTITY, b"invalid identity headers")
-            return
+            return scope, None, _Refusal(400, _INVALID_IDENTITY, b"invalid identity headers")
 
         if not key_id or provider is None:
             # Authenticated, but nobody to act for: the app sees no identity (contract 11).
-            context = identity_context(None, None)
-        else:
-            extensions = dict(scope.get("extensions") or {})
-            extensions["aibridge"] = {
-                "provider": provider,
-                "source": source,
-                "delegated_api_key_id": key_id,
-            }
-            scope["extensions"] = extensions
-            context = identity_context(source, key_id)
-        await _RunInContext(self.app(scope, receive, send), context)
+            return scope, identity_context(None, None), None
+        extensions = dict(scope.get("extensions") or {})
+        extensions["aibridge"] = {
+            "provider": provider,
+            "source": source,
+            "delegated_api_key_id": key_id,
+        }
+        scope["extensions"] = extensions
+        return scope, identity_context(source, key_id), None
 
 
-async def _refuse(send: Send, status: int, error: bytes, body: bytes) -> None:
+class _Refusal:
+    """What the middleware answers instead of calling the app."""
+
+    __slots__ = ("body", "error", "status")
+
+    def __init__(self, status: int, error: bytes, body: bytes) -> None:
+        self.status = status
+        self.error = error
+        self.body = body
+
+
+async def _refuse(send: Send, refusal: _Refusal) -> None:
+    body = refusal.body
     await send(
         {
             "type": "http.response.start",
-            "status": status,
+            "status": refusal.status,
             "headers": [
                 (b"content-type", b"text/plain; charset=utf-8"),
                 (b"content-length", str(len(body)).encode()),
-                (ERROR_HEADER, error),
+                (ERROR_HEADER, refusal.error),
             ],
         }
     )

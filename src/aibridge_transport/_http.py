@@ -9,19 +9,18 @@ gateway key. The bridge side is `GatewayAuthMiddleware`.
 from __future__ import annotations
 
 import ssl
-import sys
 import threading
 import weakref
 from collections.abc import AsyncIterator
 from types import ModuleType, TracebackType
-from typing import Any, ClassVar, Self, cast
+from typing import Any, ClassVar, Self
 
 import anyio
 import httpx
 
 from ._context import Source, check_source, delegated_api_key_id_from_context
 from ._errors import GatewayKeyMismatchError, MissingDelegatedAPIKeyError, RedirectRefusedError
-from ._factory import Flavour
+from ._flavors import Flavor, flavor_module, flavored_class, wrong_flavor_error
 from ._gateway import (
     DELEGATED_KEY_ID_HEADER,
     ERROR_HEADER,
@@ -29,9 +28,10 @@ from ._gateway import (
     GATEWAY_KEY_MISMATCH,
     HEADER_PREFIX,
     SOURCE_HEADER,
-    encode_gateway_key,
+    GatewayKey,
 )
-from ._paths import bridge_path, validate_provider_name
+from ._paths import place_request_path, validate_provider_name
+from ._rules import path_without_query
 
 __all__ = ["HTTPTransportFactory"]
 
@@ -97,8 +97,9 @@ class _Target:
     def __init__(self, module: ModuleType, base_url: str, pool_options: dict[str, Any]):
         self.module = module
         self.base = module.URL(base_url)
-        self.prefix: bytes = self.base.raw_path.split(b"?", 1)[0].rstrip(b"/")
+        self.prefix: bytes = path_without_query(self.base.raw_path).rstrip(b"/")
         self.host: bytes = self.base.netloc
+        self.request_class: type = module.Request
         self.pool: Any = module.AsyncHTTPTransport(
             verify=pool_options["verify"],
             limits=module.Limits(
@@ -109,12 +110,26 @@ class _Target:
         )
 
 
+class _RedactedHeaders(list[tuple[bytes, bytes]]):
+    """The forwarded request's headers; printed (a traceback's locals) without the gateway key."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        shown = [
+            (name, b"<hidden>" if name == GATEWAY_KEY_HEADER else value) for name, value in self
+        ]
+        return repr(shown)
+
+
 class _HTTPRoute:
     """The transport, written once against the API httpx and httpx2 share."""
 
     body_class: ClassVar[type[_Body]]
 
-    def __init__(self, target: _Target, provider: str, source: str, gateway_key: bytes) -> None:
+    def __init__(
+        self, target: _Target, provider: str, source: str, gateway_key: GatewayKey
+    ) -> None:
         self._target = target
         self._provider = provider
         self._identity_source = source.encode("utf-8")
@@ -127,35 +142,17 @@ class _HTTPRoute:
         )
 
     async def handle_async_request(self, request: Any) -> Any:
+        target = self._target
+        if type(request) is not target.request_class and not isinstance(
+            request, target.request_class
+        ):
+            raise wrong_flavor_error(target.module.__name__, request)  # behaviour §2
         key_id = delegated_api_key_id_from_context()
         if key_id is None:
-            raise MissingDelegatedAPIKeyError()  # before anything is sent (contract 4)
-        target = self._target
-        placed = bridge_path(self._provider, request.url.raw_path.split(b"?", 1)[0].decode("ascii"))
-        query: bytes = request.url.query
-        url = target.base.copy_with(
-            raw_path=target.prefix + placed.raw_path + (b"?" + query if query else b"")
-        )
-        # The caller's own X-AIBridge-* headers are never trusted, so never sent (contract 11).
-        headers = [(b"Host", target.host)]
-        headers += [
-            (name, value)
-            for name, value in request.headers.raw
-            if not (name.lower() == b"host" or name.lower().startswith(HEADER_PREFIX))
-        ]
-        headers += [
-            (GATEWAY_KEY_HEADER, self._gateway_key),
-            (DELEGATED_KEY_ID_HEADER, key_id.encode("utf-8")),
-            (SOURCE_HEADER, self._identity_source),
-        ]
-        # A new request: the caller's one is never mutated (contract 3).
-        forwarded = target.module.Request(
-            request.method,
-            url,
-            headers=headers,
-            stream=request.stream,
-            extensions=dict(request.extensions),
-        )
+            raise MissingDelegatedAPIKeyError()  # before anything is sent (behaviour §4)
+        forwarded = self._forward(request, key_id)
+        # No local of this frame holds the gateway key in plain bytes: a traceback rendered
+        # with its locals (the pool failing below) must not print it (behaviour §11).
         response = await target.pool.handle_async_request(forwarded)
         status: int = response.status_code
         if 300 <= status < 400 and status != 304:
@@ -175,50 +172,51 @@ class _HTTPRoute:
             extensions=response.extensions,
         )
 
+    def _forward(self, request: Any, key_id: str) -> Any:
+        """The request to the bridge: a new one, the caller's is never mutated (behaviour §3)."""
+        target = self._target
+        url = request.url
+        placed = place_request_path(self._provider, url.raw_path)
+        query: bytes = url.query
+        bridge_url = target.base.copy_with(
+            raw_path=target.prefix + placed.raw_path + (b"?" + query if query else b"")
+        )
+        # The caller's own X-AIBridge-* headers are never trusted, so never sent (contract 11).
+        headers = _RedactedHeaders([(b"Host", target.host)])
+        headers += [
+            (name, value)
+            for name, value in request.headers.raw
+            if not (name.lower() == b"host" or name.lower().startswith(HEADER_PREFIX))
+        ]
+        self._gateway_key.add_to(headers)
+        headers += [
+            (DELEGATED_KEY_ID_HEADER, key_id.encode("utf-8")),
+            (SOURCE_HEADER, self._identity_source),
+        ]
+        return target.module.Request(
+            request.method,
+            bridge_url,
+            headers=headers,
+            stream=request.stream,
+            extensions=dict(request.extensions),
+        )
+
     async def aclose(self) -> None:
         """Close every response of this transport still open; the shared pool stays open."""
         for body in list(self._bodies):
             await body.aclose()
 
 
-def _classes(module: ModuleType) -> tuple[type[_HTTPRoute], type[_Body]]:
-    # Keyed by the base class: a re-imported flavour module brings new classes, and its
-    # client's isinstance checks expect those.
-    cached = _CLASSES.get(module.AsyncBaseTransport)
-    if cached is None:
-        name = module.__name__
-        body = cast(
-            "type[_Body]",
-            type(
-                f"HTTPBridgeBody[{name}]",
-                (_Body, module.AsyncByteStream),
-                {"__slots__": (), "stream_closed": module.StreamClosed},
-            ),
-        )
-        route = cast(
-            "type[_HTTPRoute]",
-            type(
-                f"HTTPBridgeTransport[{name}]",
-                (_HTTPRoute, module.AsyncBaseTransport),
-                {"body_class": body},
-            ),
-        )
-        cached = _CLASSES[module.AsyncBaseTransport] = (route, body)
-    return cached
-
-
-_CLASSES: dict[type, tuple[type[_HTTPRoute], type[_Body]]] = {}
-
-
-def _flavour_module(flavor: str) -> ModuleType:
-    if flavor == "httpx":
-        return httpx
-    if flavor == "httpx2":
-        # Our httpx2 module raises a clear ImportError when the extra is not installed.
-        from . import httpx2 as _flavour  # noqa: F401
-
-        return sys.modules["httpx2"]
-    raise ValueError(f"flavor must be 'httpx' or 'httpx2', got {flavor!r}")
+def _route_class(module: ModuleType) -> type[_HTTPRoute]:
+    body = flavored_class(
+        _Body,
+        module.AsyncByteStream,
+        "HTTPBridgeBody",
+        {"__slots__": (), "stream_closed": module.StreamClosed},
+    )
+    return flavored_class(
+        _HTTPRoute, module.AsyncBaseTransport, "HTTPBridgeTransport", {"body_class": body}
+    )
 
 
 def _check_base_url(base_url: str) -> str:
@@ -278,7 +276,7 @@ class HTTPTransportFactory:
         keepalive_expiry: float | None = 5.0,
     ) -> None:
         self.base_url = _check_base_url(base_url)
-        self._gateway_key = encode_gateway_key(gateway_key)
+        self._gateway_key = GatewayKey(gateway_key)
         self._pool_options: dict[str, Any] = {
             "verify": verify,
             "max_connections": max_connections,
@@ -293,14 +291,14 @@ class HTTPTransportFactory:
         return f"{type(self).__name__}({self.base_url!r}, gateway_key=<hidden>)"
 
     def transport_for(
-        self, provider_name: str, source: Source | str, *, flavor: Flavour = "httpx"
+        self, provider_name: str, source: Source | str, *, flavor: Flavor = "httpx"
     ) -> Any:
         """A transport for `provider_name` (one path segment), tagged with `source`.
 
         `flavor="httpx"` gives an `httpx.AsyncBaseTransport`, `flavor="httpx2"` one for
         `httpx2.AsyncClient` with no httpx class in its MRO.
         """
-        module = _flavour_module(flavor)
+        module = flavor_module(flavor)
         provider = validate_provider_name(provider_name)
         source_name = check_source(source)
         with self._lock:  # one pool per flavour, even when first asked from two threads
@@ -308,8 +306,7 @@ class HTTPTransportFactory:
             if target is None:
                 target = _Target(module, self.base_url, self._pool_options)
                 self._targets[flavor] = target
-        route_class, _ = _classes(module)
-        transport = route_class(target, provider, source_name, self._gateway_key)
+        transport = _route_class(module)(target, provider, source_name, self._gateway_key)
         self._transports.add(transport)
         return transport
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from ._adapter import Flavor, ResponseBody, TransportCore
+from ._adapter import FlavorClasses, ResponseBody, TransportCore
 
 __all__ = ["StreamingASGITransport"]
 
@@ -40,4 +40,4 @@ class StreamingASGITransport(TransportCore, httpx.AsyncBaseTransport):
     """
 
 
-_Body.flavor = StreamingASGITransport.flavor = Flavor(httpx, _Body)
+_Body.flavor = StreamingASGITransport.flavor = FlavorClasses(httpx, _Body)

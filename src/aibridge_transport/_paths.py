@@ -8,12 +8,20 @@ leave the provider's subtree.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from urllib.parse import quote, unquote
 
 from ._errors import InvalidProviderNameError, PathOutsideProviderError
+from ._rules import has_control_character, path_without_query
 
-__all__ = ["AIBRIDGE_ROOT_PATH", "BridgePath", "bridge_path", "validate_provider_name"]
+__all__ = [
+    "AIBRIDGE_ROOT_PATH",
+    "BridgePath",
+    "bridge_path",
+    "place_request_path",
+    "validate_provider_name",
+]
 
 AIBRIDGE_ROOT_PATH = "/api/v2/aibridge"
 _ROOT_SEGMENTS = ("api", "v2", "aibridge")
@@ -22,10 +30,6 @@ _FORBIDDEN_IN_NAME |= {"?": "a question mark", "#": "a hash sign"}
 _MAX_PROVIDER_NAME_LENGTH = 255
 # Characters a path segment may carry unencoded (RFC 3986 pchar, minus what quote() keeps).
 _SEGMENT_SAFE = "!$&'()*+,;=:@"
-
-
-def _is_control(char: str) -> bool:
-    return ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0
 
 
 def _is_invisible(char: str) -> bool:
@@ -47,14 +51,14 @@ def validate_provider_name(name: object) -> str:
             f"provider name is {len(name)} characters long; at most "
             f"{_MAX_PROVIDER_NAME_LENGTH} are allowed"
         )
+    if has_control_character(name):
+        raise InvalidProviderNameError(f"provider name {name!r} holds a control character")
     for char in name:
         if char in _FORBIDDEN_IN_NAME:
             raise InvalidProviderNameError(
                 f"provider name {name!r} holds {_FORBIDDEN_IN_NAME[char]} ({char!r}); "
                 "it must be a single path segment"
             )
-        if _is_control(char):
-            raise InvalidProviderNameError(f"provider name {name!r} holds a control character")
         if char.isspace():
             raise InvalidProviderNameError(f"provider name {name!r} holds whitespace")
         if _is_invisible(char):
@@ -94,7 +98,7 @@ def bridge_path(provider: str, raw_path: str) -> BridgePath:
     segments = [segment for segment in raw_path.split("/") if segment]
     decoded = [unquote(segment) for segment in segments]
     for segment in decoded:
-        if any(_is_control(char) for char in segment):
+        if has_control_character(segment):
             raise _refuse(provider, raw_path, "it holds a control character")
 
     start = 0
@@ -136,3 +140,23 @@ def bridge_path(provider: str, raw_path: str) -> BridgePath:
     raw = "/" + "/".join(prefix_raw + kept) + suffix
     plain_path = "/" + "/".join(prefix_plain + kept_decoded) + suffix
     return BridgePath(plain_path, raw.encode("ascii"))
+
+
+# SDKs call a handful of paths over and over, and the rewrite is pure: it is cached. The cache
+# is keyed by request data, so it is bounded in bytes as well as in entries: a path longer
+# than this is rewritten each time and never kept (behaviour §6).
+_CACHED_PATH_MAX_LENGTH = 256
+_CACHED_PATHS_MAX = 1024
+
+
+@functools.lru_cache(maxsize=_CACHED_PATHS_MAX)
+def _placed(provider: str, raw_path: bytes) -> BridgePath:
+    return bridge_path(provider, raw_path.decode("ascii"))
+
+
+def place_request_path(provider: str, raw_path: bytes) -> BridgePath:
+    """`bridge_path` for an httpx `raw_path` (percent-encoded, the query after `?`)."""
+    path = path_without_query(raw_path)
+    if len(path) <= _CACHED_PATH_MAX_LENGTH:
+        return _placed(provider, path)
+    return bridge_path(provider, path.decode("ascii"))

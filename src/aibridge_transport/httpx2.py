@@ -6,14 +6,14 @@ httpx objects accept it.
 
 from __future__ import annotations
 
+from ._flavors import HTTPX2_MISSING
+
 try:
     import httpx2
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "the httpx2 flavour needs the httpx2 package: pip install 'aibridge-transport[httpx2]'"
-    ) from exc
+    raise ImportError(HTTPX2_MISSING) from exc
 
-from ._adapter import Flavor, ResponseBody, TransportCore
+from ._adapter import FlavorClasses, ResponseBody, TransportCore
 
 __all__ = ["StreamingASGITransport"]
 
@@ -30,4 +30,4 @@ class StreamingASGITransport(TransportCore, httpx2.AsyncBaseTransport):
     """
 
 
-_Body.flavor = StreamingASGITransport.flavor = Flavor(httpx2, _Body)
+_Body.flavor = StreamingASGITransport.flavor = FlavorClasses(httpx2, _Body)
