@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Gener
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
-__all__ = ["AppTask", "Event", "spawn_detached"]
+__all__ = ["AppTask", "Event", "delivered_cancellation", "fatal_in", "spawn_detached"]
 
 
 class Event(Protocol):
@@ -69,6 +69,9 @@ class AppTask:
     def cancel_after(self, delay: float) -> None:
         """Cancel the task `delay` seconds from now, unless an earlier cancel is planned."""
         raise NotImplementedError
+
+    def release(self) -> None:
+        """Drop whatever the task armed (a grace timer): its app has ended (behaviour §6)."""
 
     def checkpoint(self) -> Awaitable[None]:
         raise NotImplementedError
@@ -142,6 +145,14 @@ class _AsyncioTask(AppTask):
         if self._timer is not None:
             self._timer.cancel()
         self._timer = self._loop.call_at(deadline, self.cancel)
+
+    def release(self) -> None:
+        # A pending timer holds this handle, hence the task and the exchange it runs: with a
+        # long grace period, every early close would keep one alive until it fired (§6).
+        self._deadline = float("inf")
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def checkpoint(self) -> Awaitable[None]:
         return _next_turn()
@@ -262,6 +273,44 @@ else:
             asyncio.tasks._enter_task(loop, caller)
 
 
+def delivered_cancellation(exc: BaseException) -> bool:
+    """Whether `exc` is the running task's cancellation, delivered by its loop or the library.
+
+    A task spawned here must let its own cancellation through and catch every other
+    `BaseException`, including a `CancelledError` the app raised itself rather than received
+    (behaviour §7): anything else escaping a trio system task ends `trio.run`. On asyncio a
+    delivered cancellation is one that was requested of the task (`Task.cancelling()`);
+    trio's `Cancelled` is always delivered by a cancel scope. A group of nothing but
+    cancellations (a task group cancelled from outside) is one too.
+    """
+    trio = sys.modules.get("trio")
+    if trio is not None and trio.lowlevel.in_trio_run():
+        kind: type[BaseException] = trio.Cancelled
+    else:
+        task = asyncio.current_task()
+        if task is None or not task.cancelling():
+            return False
+        kind = asyncio.CancelledError
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(kind)[1] is None
+    return isinstance(exc, kind)
+
+
+def fatal_in(exc: BaseException) -> BaseException | None:
+    """The `KeyboardInterrupt` or `SystemExit` in `exc`, also inside a group from a task group.
+
+    Those are never turned into an answer and never swallowed (behaviour §7).
+    """
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        found: BaseException | None = exc.split((KeyboardInterrupt, SystemExit))[0]
+        while isinstance(found, BaseExceptionGroup):
+            found = found.exceptions[0]
+        return found
+    return None
+
+
 def spawn_detached(
     task: Callable[[], Coroutine[Any, Any, None]],
     context: contextvars.Context,
@@ -269,7 +318,8 @@ def spawn_detached(
 ) -> AppTask:
     """Start `task()` in `context` on the running loop; return its handle.
 
-    `task` must catch every exception but cancellation itself. On asyncio its first step
+    `task` must catch every `BaseException` but its own cancellation (see
+    `delivered_cancellation`). On asyncio its first step
     runs before this returns (see the module's docstring); `bind` receives the handle before
     that step, for a task that needs its own handle.
     """

@@ -32,7 +32,7 @@ from typing import Any, Final
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._backend import AppTask, Event, spawn_detached
+from ._backend import AppTask, Event, delivered_cancellation, fatal_in, spawn_detached
 from .types import ASGIApp, Message, Scope
 
 __all__ = [
@@ -72,6 +72,18 @@ class CoreStreamClosed(Exception):
 
 def _is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, KeyboardInterrupt | SystemExit)
+
+
+# A response with one of these statuses has no body whatever its headers say (RFC 9110).
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
+
+
+def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The body length a `content-length` header declares; -1 without one (or a bad one)."""
+    for name, value in headers:
+        if len(name) == 14 and name.lower() == b"content-length":
+            return int(value) if value.isdigit() else -1
+    return -1
 
 
 def _header_bytes(part: object, header: object) -> bytes:
@@ -163,6 +175,9 @@ class Engine:
         # Strict mode: exceptions a 500 (or a log line) hid from the client are kept here.
         self.hidden_errors = hidden_errors
         self.live: set[Exchange] = set()
+        # `KeyboardInterrupt` / `SystemExit` from apps whose client had left: raised by
+        # `aclose`, never dropped (behaviour §7).
+        self.fatal_errors: list[BaseException] = []
 
     def scope(
         self,
@@ -224,10 +239,25 @@ class Engine:
         # Finished apps stay live until their consumer lets go; their bodies stay readable.
         exchanges = [exchange for exchange in self.live if not exchange.app_done]
         for exchange in exchanges:
+            exchange.transport_closed = True
             exchange.disconnect()
             exchange.task.cancel()
         for exchange in exchanges:
             await exchange.wait_finished()
+        if self.fatal_errors:
+            first = self.fatal_errors[0]
+            self.fatal_errors.clear()
+            raise first
+
+    def hand_over_fatal(self, exc: BaseException, description: str) -> None:
+        """Keep a fatal error nobody will read for `aclose`, and say so at once (§7)."""
+        logger.error(
+            "ASGI app raised %s after its client left (%s); raised again when the transport closes",
+            type(exc).__name__,
+            description,
+            exc_info=exc,
+        )
+        self.fatal_errors.append(exc)
 
 
 class Exchange:
@@ -236,12 +266,15 @@ class Exchange:
     __slots__ = (
         "_body",
         "_body_iterator",
+        "_body_left",
+        "_body_turn",
         "_consumer_closed",
         "_early",
         "_finished",
         "_first_chunk",
         "_head",
         "_reader_waited",
+        "_reading_body",
         "_recv",
         "_send",
         "_start_waiter",
@@ -258,6 +291,8 @@ class Exchange:
         "status",
         "task",
         "translate",
+        "transport_closed",
+        "upload_error",
     )
 
     def __init__(
@@ -274,6 +309,15 @@ class Exchange:
         self._head = scope["method"] == "HEAD"
         self._body_iterator: AsyncIterator[bytes] | None = None
         self.request_complete = False
+        # Whether a task of the app is inside the caller's body iterator; other tasks calling
+        # `receive()` meanwhile wait for `_body_turn` (behaviour §7: several may wait at once).
+        self._reading_body = False
+        self._body_turn: Event | None = None
+        # What the caller's own body iterator raised: raised to the caller, never a 500 (§7).
+        self.upload_error: BaseException | None = None
+        self.transport_closed = False
+        # Body bytes still due by the response's `content-length`; -1 when not checked (§5).
+        self._body_left = -1
         # Opened by `_open_stream` when a side has to wait (see the module's docstring).
         self._send: MemoryObjectSendStream[object] | None = None
         self._recv: MemoryObjectReceiveStream[object] | None = None
@@ -318,7 +362,7 @@ class Exchange:
     def complete_body(self) -> list[bytes] | None:
         """All of the body, when the app finished it cleanly before anyone waited."""
         if self._recv is None and self.state == _COMPLETE and self.app_done:
-            if self.error is None:
+            if self.error is None and not self.disconnected:
                 return self._early
         return None
 
@@ -350,9 +394,18 @@ class Exchange:
                 await self.engine.app(self.scope, self.receive, self.send)
             except Exception as exc:
                 self._app_raised(exc)
-            except (KeyboardInterrupt, SystemExit) as exc:
-                # Never a 500, never swallowed: handed to the consumer (contract 7).
-                self.error = exc
+            except BaseException as exc:
+                if delivered_cancellation(exc):
+                    raise
+                fatal = fatal_in(exc)
+                if fatal is not None:
+                    # Never a 500, never swallowed: handed to the consumer (behaviour §7).
+                    self.error = fatal
+                else:
+                    # A custom subclass, a group from the app's task group, a CancelledError
+                    # it raised itself: a failure like any other (§7), and it must not reach
+                    # the loop.
+                    self._app_raised(exc)
             else:
                 if self.state == _INIT:
                     self._app_returned()
@@ -369,6 +422,22 @@ class Exchange:
             if isinstance(body, bytes):
                 self.request_complete = True
                 return {"type": "http.request", "body": body, "more_body": False}
+            if self._reading_body:
+                # Another task of the app is reading the body: the next message is the one
+                # after its own (behaviour §7).
+                await self._wait_body_turn()
+                return await self.receive()
+            return await self._read_body(body)
+        if self.state != _COMPLETE:
+            # Nothing more to read: wait until the client leaves or the response completes.
+            if self._wake_receive is None:
+                self._wake_receive = self.task.event()
+            await self._wake_receive.wait()
+        return _DISCONNECT
+
+    async def _read_body(self, body: AsyncIterable[bytes]) -> Message:
+        self._reading_body = True
+        try:
             if self._body_iterator is None:
                 self._body_iterator = aiter(body)
             async for chunk in self._body_iterator:
@@ -376,12 +445,33 @@ class Exchange:
                     return {"type": "http.request", "body": bytes(chunk), "more_body": True}
             self.request_complete = True
             return {"type": "http.request", "body": b"", "more_body": False}
-        if self.state != _COMPLETE:
-            # Nothing more to read: wait until the client leaves or the response completes.
-            if self._wake_receive is None:
-                self._wake_receive = self.task.event()
-            await self._wake_receive.wait()
-        return _DISCONNECT
+        except BaseException as exc:
+            if delivered_cancellation(exc):
+                raise
+            # The caller's own body failed: not the app's fault (behaviour §7).
+            self._upload_failed(exc)
+            return _DISCONNECT
+        finally:
+            self._reading_body = False
+            turn = self._body_turn
+            if turn is not None:
+                self._body_turn = None
+                turn.set()
+
+    async def _wait_body_turn(self) -> None:
+        turn = self._body_turn
+        if turn is None:
+            turn = self._body_turn = self.task.event()
+        await turn.wait()
+
+    def _upload_failed(self, exc: BaseException) -> None:
+        """The caller gets its exception; the app a disconnect, as over a socket (§7)."""
+        self.upload_error = exc
+        if self._send is not None:
+            self._send.close()  # wakes a reader waiting for a chunk: it raises the error
+        if self._start_waiter is not None:
+            self._start_waiter.set()
+        self.disconnect()
 
     async def send(self, message: Message) -> None:
         # The order is checked even after a disconnect, so a broken app fails the same way.
@@ -399,6 +489,11 @@ class Exchange:
                     )
                 body = bytes(body)
             more_body = bool(message.get("more_body", False))
+            short = False
+            if self._body_left >= 0 and not self.disconnected:
+                short = self._count_body(len(body), more_body)
+                if short:
+                    more_body = True  # the bytes sent reach the reader; then the error
             if not more_body:
                 self.state = _COMPLETE
             if self.disconnected:
@@ -426,6 +521,11 @@ class Exchange:
                     # between the reader's turns (throughput).
                     self._first_chunk = False
                     await self.task.pass_turn()
+            if short:
+                raise RuntimeError(
+                    f"ASGI app ended the response body {self._body_left} bytes short of "
+                    "its content-length"
+                )
             if not more_body:
                 if self._send is not None:
                     self._send.close()  # EOF now, even if the app keeps running (contract 5)
@@ -443,11 +543,24 @@ class Exchange:
                 status = _check_status(status)  # the message for a bad one; int subclasses pass
             self.status = status
             self.headers = _check_headers(message.get("headers", []))
+            if not self._head and status >= 200 and status not in _NO_BODY_STATUSES:
+                self._body_left = _declared_length(self.headers)
             self.state = _STARTED
             if self._start_waiter is not None:
                 self._start_waiter.set()
         else:
             raise RuntimeError(f"ASGI app sent {kind!r} after the response was complete")
+
+    def _count_body(self, size: int, more_body: bool) -> bool:
+        """Count a chunk against `content-length`; whether the body ends short of it (§5).
+
+        Too many bytes fail here, before the chunk is placed, as a server refuses them.
+        """
+        left = self._body_left - size
+        if left < 0:
+            raise RuntimeError("ASGI app sent more body bytes than its content-length declares")
+        self._body_left = left
+        return not more_body and left > 0
 
     async def _put(self, item: bytes) -> None:
         assert self._send is not None
@@ -467,9 +580,13 @@ class Exchange:
         label = self.engine.log_label
         return f"{self.scope['method']} {self.scope['path']}" + (f" ({label})" if label else "")
 
-    def _app_raised(self, exc: Exception) -> None:
+    def _app_raised(self, exc: BaseException) -> None:
         self.error = exc
         engine = self.engine
+        if self.upload_error is not None:
+            # The app only saw the disconnect that the caller's own failure caused.
+            logger.debug("ASGI app raised after the request body failed", exc_info=exc)
+            return
         if self.state == _INIT:
             if not engine.raise_app_exceptions:
                 logger.error(
@@ -516,6 +633,9 @@ class Exchange:
 
     def _finish(self) -> None:
         self.app_done = True
+        self.task.release()
+        if self.disconnected:
+            self._hand_over_fatal()
         if self._send is not None:
             self._send.close()
         if self._start_waiter is not None:
@@ -530,6 +650,21 @@ class Exchange:
     def _wake(self) -> None:
         if self._wake_receive is not None:
             self._wake_receive.set()
+        if self._body_turn is not None:
+            self._body_turn.set()
+
+    def _take_fatal(self) -> BaseException | None:
+        error = self.error
+        if error is not None and _is_fatal(error):
+            self.error = None  # raised once
+            return error
+        return None
+
+    def _hand_over_fatal(self) -> None:
+        """A fatal error of an app whose client left goes to the transport's `aclose` (§7)."""
+        fatal = self._take_fatal()
+        if fatal is not None:
+            self.engine.hand_over_fatal(fatal, self._describe())
 
     # -- the consumer's side ----------------------------------------------------------------
 
@@ -539,6 +674,8 @@ class Exchange:
         try:
             if not self.app_done:
                 await self._wait_for_start()
+            if self.upload_error is not None:
+                raise self.upload_error
             if self.state == _INIT:  # the app ended without starting a response
                 self._start_failed()
         except BaseException:
@@ -553,7 +690,7 @@ class Exchange:
         # starts within it, which spares the event and the read timeout's scope.
         for _ in range(2 if task.shuffles_turns else 1):
             await task.checkpoint()
-            if self.state != _INIT or self.app_done:
+            if self.state != _INIT or self.app_done or self.upload_error is not None:
                 return
         waiter = self._start_waiter = task.event()
         timeout = self.read_timeout
@@ -567,10 +704,15 @@ class Exchange:
             raise CoreReadTimeout(f"no response start from the app within {timeout} s") from None
 
     def _start_failed(self) -> None:
-        error = self.error
-        if error is not None and _is_fatal(error):
+        fatal = self._take_fatal()
+        if fatal is not None:
             self._close_receiving()
-            raise error
+            raise fatal
+        error = self.error
+        if self.transport_closed:
+            # Not the app's failure: a made-up 500 would be retried by SDKs (behaviour §7).
+            self._close_receiving()
+            raise CoreProtocolError("the transport was closed before the app started a response")
         if self.engine.raise_app_exceptions:
             self._close_receiving()
             if error is None:  # cancelled before it started: only when the transport closed
@@ -587,11 +729,18 @@ class Exchange:
         if self._recv is not None:
             self._recv.close()
 
+    def _closed_error(self) -> BaseException:
+        """What a read after the disconnect raises: the caller's own body error if that was
+        why (behaviour §7), else what a closed stream raises."""
+        if self.upload_error is not None:
+            return self.upload_error
+        return CoreStreamClosed()
+
     def _take(self) -> object:
         recv = self._recv
         if recv is None:  # every chunk so far came early
             if self.disconnected:
-                raise CoreStreamClosed  # as a closed stream would
+                raise self._closed_error()  # as a closed stream would
             return _EOF if self.app_done or self.state == _COMPLETE else _PENDING
         try:
             return recv.receive_nowait()
@@ -600,7 +749,7 @@ class Exchange:
         except anyio.EndOfStream:
             return _EOF
         except anyio.ClosedResourceError:
-            raise CoreStreamClosed from None
+            raise self._closed_error() from None
 
     async def _turn_and_take(self) -> object:
         """One turn of the loop, then the next item if it has come (else `_PENDING`)."""
@@ -631,7 +780,7 @@ class Exchange:
         except anyio.EndOfStream:
             return _EOF
         except anyio.ClosedResourceError:
-            raise CoreStreamClosed from None
+            raise self._closed_error() from None
         except TimeoutError:
             self.disconnect()
             raise CoreReadTimeout(f"no response data from the app within {timeout} s") from None
@@ -648,8 +797,8 @@ class Exchange:
         try:
             if self._early:
                 return self._early.pop(0)
-            if self._consumer_closed:
-                raise CoreStreamClosed
+            if self.disconnected:
+                raise self._closed_error()
             if self._recv is None and self.state == _COMPLETE and self.error is None:
                 raise StopAsyncIteration  # complete before anyone waited: no stream to close
             item = self._take()
@@ -676,9 +825,12 @@ class Exchange:
 
     def _end_of_body(self) -> None:
         self._close_receiving()
+        if self.upload_error is not None:
+            raise self.upload_error
+        fatal = self._take_fatal()
+        if fatal is not None:
+            raise fatal
         error = self.error
-        if error is not None and _is_fatal(error):
-            raise error
         if self.state == _COMPLETE:
             raise StopAsyncIteration
         if error is not None:
@@ -707,11 +859,17 @@ class Exchange:
                 pass  # the app runs on past the grace period: disconnected below
             finally:
                 # Also when the closing caller is cancelled: the app must not run on (contract 6).
+                fatal = self._take_fatal()
                 self.disconnect()
+                if fatal is not None:
+                    raise fatal
+        fatal = self._take_fatal()
         self.disconnect()
+        if fatal is not None:
+            raise fatal
         error = self.error
         if error is not None and self.state == _COMPLETE and self.app_done:
-            if _is_fatal(error) or engine.raise_app_exceptions:
+            if engine.raise_app_exceptions:
                 self.error = None  # raised once
                 raise error
 
@@ -727,6 +885,7 @@ class Exchange:
             # Kept live until now, so that a response abandoned after its app ended is
             # finalized before its receive stream, which is closed here (contract 6).
             self.engine.live.discard(self)
+            self._hand_over_fatal()
         else:
             self.task.cancel_after(self.engine.disconnect_grace)
 
