@@ -346,7 +346,9 @@ class Exchange:
     @property
     def started(self) -> bool:
         """Whether the caller has its response now, with nothing to await (see `ready`)."""
-        return self.state != _INIT and not self.task.caller_cancelled
+        return (
+            self.state != _INIT and not self.task.caller_cancelled and self.upload_error is None
+        )
 
     async def ready(self) -> None:
         """Wait for the response start, or for the reason there is none."""
@@ -358,6 +360,10 @@ class Exchange:
                 raise
         if self.state == _INIT:
             await self.wait_start()
+        elif self.upload_error is not None:
+            # Failed before the response was handed over: raised from the request, as
+            # httpx over a socket raises it before reading any response (behaviour §7).
+            raise self.upload_error
 
     def complete_body(self) -> list[bytes] | None:
         """All of the body, when the app finished it cleanly before anyone waited."""
