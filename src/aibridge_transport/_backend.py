@@ -13,22 +13,22 @@ without blocking (a JSON reply) has then finished before the caller would have y
 the caller reads its response without a turn of the loop, like `httpx.ASGITransport` does.
 Python 3.11 has no eager tasks; there the task's first step, which `create_task` queued on
 the loop, is taken off the queue and run now, with the task made current for it exactly as
-the loop would (see `_run_first_step`). Loops without that queue (uvloop) start the task on
-their next turn, as before.
+the loop would (see `_cpython.run_first_step`). Loops without that queue (uvloop) start the
+task on their next turn, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
-import asyncio.tasks
 import contextvars
 import inspect
 import sys
 import types
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
+
+from ._cpython import running_loop, waits_on_a_future
 
 __all__ = ["AppTask", "Event", "delivered_cancellation", "fatal_in", "spawn_detached"]
 
@@ -123,8 +123,7 @@ class _AsyncioTask(AppTask):
             # A coroutine cancelled before its first step would never run its `finally`.
             self._loop.call_soon(self.cancel)
             return
-        waiter = getattr(self._task, "_fut_waiter", None)
-        if not self._spared and (waiter is None or waiter.done()):
+        if not self._spared and not waits_on_a_future(self._task):
             # A task that is due to run (woken by the disconnect, say, or passing a
             # checkpoint in `send()`) gets that turn, once, before it is cancelled: it sees
             # why it must stop, as anyio's delivery lets a woken task run first.
@@ -240,6 +239,7 @@ if sys.version_info >= (3, 12):
         return asyncio.Task(coroutine, loop=loop, context=context, eager_start=True)
 
 else:
+    from ._cpython import run_first_step
 
     def _start_eagerly(
         loop: asyncio.AbstractEventLoop,
@@ -248,29 +248,8 @@ else:
         context: contextvars.Context,
     ) -> asyncio.Task[None]:
         task = loop.create_task(coroutine, context=context)
-        _run_first_step(loop, caller, task)
+        run_first_step(loop, caller, task)
         return task
-
-    def _run_first_step(
-        loop: asyncio.AbstractEventLoop, caller: asyncio.Task[Any], task: asyncio.Task[None]
-    ) -> None:
-        # `create_task` has just put the task's first step at the end of the loop's ready
-        # queue. Only when that is certain (a standard loop, the queue's last handle being
-        # this task's step) and a task runs now (the caller), the step is taken off and run
-        # here: the caller stops being the current task, the new task becomes it, and the
-        # step runs in the task's context, which is what the loop's turn would do.
-        ready = getattr(loop, "_ready", None)
-        if type(ready) is not deque or not ready:
-            return
-        handle = ready[-1]
-        if getattr(getattr(handle, "_callback", None), "__self__", None) is not task:
-            return
-        ready.pop()
-        asyncio.tasks._leave_task(loop, caller)
-        try:
-            handle._run()
-        finally:
-            asyncio.tasks._enter_task(loop, caller)
 
 
 def delivered_cancellation(exc: BaseException) -> bool:
@@ -323,7 +302,7 @@ def spawn_detached(
     runs before this returns (see the module's docstring); `bind` receives the handle before
     that step, for a task that needs its own handle.
     """
-    loop = asyncio._get_running_loop()
+    loop = running_loop()
     if loop is None:
         trio = sys.modules.get("trio")
         if trio is None or not trio.lowlevel.in_trio_run():

@@ -346,9 +346,7 @@ class Exchange:
     @property
     def started(self) -> bool:
         """Whether the caller has its response now, with nothing to await (see `ready`)."""
-        return (
-            self.state != _INIT and not self.task.caller_cancelled and self.upload_error is None
-        )
+        return self.state != _INIT and not self.task.caller_cancelled and self.upload_error is None
 
     async def ready(self) -> None:
         """Wait for the response start, or for the reason there is none."""
