@@ -10,7 +10,7 @@ has not come yet, or the app for room once it is a buffer's worth of chunks ahea
 the chunks are kept in a list (`_early`), at most the buffer size, which the consumer reads
 first and which moves into the stream if the app opens it. A response that is complete before
 its consumer reads a chunk (a JSON answer, whether the app's first step sent it or a later
-one) never needs a stream: about 3 us and 1.4 KiB of a request, 10 us when caches are cold.
+one) never needs a stream, a large share of the cost of a small request.
 
 When the consumer leaves, the app is disconnected the way uvicorn does it at ASGI spec 2.3:
 `receive()` answers `http.disconnect`, `send()` becomes a silent no-op, and after a grace
@@ -19,6 +19,30 @@ table in contract 7.
 
 Nothing here knows httpx or httpx2: errors leave as the `Core*` exceptions below, which the
 adapters translate into the client's own flavour.
+
+Theory of operation
+-------------------
+
+Two sides meet in an exchange. The app's side is its task, calling `receive()` and `send()`;
+the reader's side is the caller waiting for the start (`ready`), then the body stream calling
+`next_chunk()` and `aclose()`. Between them lies the pipe: `_early`, then the stream.
+
+The response state moves forward only, and only by what the app sends:
+
+    INIT     --http.response.start-------------------->  STARTED
+    STARTED  --http.response.body, more_body=True----->  STARTED
+    STARTED  --http.response.body, more_body=False---->  COMPLETE
+
+Anything else is a protocol violation: `send()` raises `RuntimeError` naming it and the state
+stays (behaviour §7). One move is the reader's: when the app ended in INIT, 500 mode answers
+for it (`_start_failed`), INIT to COMPLETE.
+
+Beside the state, how the exchange ends is told by flags, each set once and never cleared:
+`app_done` (the task ended; `error` holds what it raised, until it is raised or handed
+over), `disconnected` (the app has been told the client is gone: the reader closed, timed out
+or was cancelled, its own request body failed (`upload_error`), or the transport closed
+(`transport_closed`)), and `_consumer_closed` (the reader closed the body; implies
+`disconnected`). The compound conditions the two sides test are named properties below.
 """
 
 from __future__ import annotations
@@ -27,6 +51,7 @@ import contextvars
 import logging
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from enum import IntEnum
 from typing import Any, Final
 
 import anyio
@@ -42,6 +67,7 @@ __all__ = [
     "CoreStreamClosed",
     "Engine",
     "Exchange",
+    "ResponseState",
 ]
 
 logger = logging.getLogger("aibridge_transport")
@@ -54,8 +80,19 @@ _ERROR_HEADERS: Final = [
 _DISCONNECT: Final[Message] = {"type": "http.disconnect"}
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
-# Response states, as the app's send() moves through them.
-_INIT, _STARTED, _COMPLETE = 0, 1, 2
+
+class ResponseState(IntEnum):
+    """How far the app's response has gone (see the theory of operation above)."""
+
+    INIT = 0
+    STARTED = 1
+    COMPLETE = 2
+
+
+# Global names: the per-chunk path compares against these, not enum class attributes.
+_INIT: Final = ResponseState.INIT
+_STARTED: Final = ResponseState.STARTED
+_COMPLETE: Final = ResponseState.COMPLETE
 
 
 class CoreReadTimeout(Exception):
@@ -305,8 +342,10 @@ class Exchange:
         self.engine = engine
         self.scope = scope
         self.read_timeout = read_timeout
-        self._body = body
         self._head = scope["method"] == "HEAD"
+
+        # -- the request body, as the app's receive() takes it ----------------------------
+        self._body = body
         self._body_iterator: AsyncIterator[bytes] | None = None
         self.request_complete = False
         # Whether a task of the app is inside the caller's body iterator; other tasks calling
@@ -315,30 +354,42 @@ class Exchange:
         self._body_turn: Event | None = None
         # What the caller's own body iterator raised: raised to the caller, never a 500 (§7).
         self.upload_error: BaseException | None = None
-        self.transport_closed = False
-        # Body bytes still due by the response's `content-length`; -1 when not checked (§5).
-        self._body_left = -1
-        # Opened by `_open_stream` when a side has to wait (see the module's docstring).
-        self._send: MemoryObjectSendStream[object] | None = None
-        self._recv: MemoryObjectReceiveStream[object] | None = None
-        # Chunks sent before the stream was opened; also the 500 answer's body.
-        self._early: list[bytes] = []
-        # Whether a consumer has had to wait (for the start or a chunk); the app then passes
-        # its turn once after its first chunk, so that chunk is not held up by the next ones.
-        self._reader_waited = False
-        self._first_chunk = True
+
+        # -- the app's side: its response, its task, how it ended --------------------------
         self.state = _INIT
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
-        self.disconnected = False
-        self._consumer_closed = False
+        # Body bytes still due by the response's `content-length`; -1 when not checked (§5).
+        self._body_left = -1
+        # The app passes its turn once after its first chunk if a reader waits (see `send`).
+        self._first_chunk = True
+        self.task: AppTask  # bound by `spawn_detached` before the app's first step
         self.app_done = False
         self.error: BaseException | None = None
-        self._finished: Event | None = None
+        # Set when the response completes or the client leaves: a receive() waiting for it.
         self._wake_receive: Event | None = None
+        # Set when the app's task ends: whoever waits for that (`wait_finished`).
+        self._finished: Event | None = None
+
+        # -- the reader's side ------------------------------------------------------------
+        # Set by the start, or by the app's end: a reader waiting for the start.
         self._start_waiter: Event | None = None
-        self.task: AppTask  # bound by `spawn_detached` before the app's first step
+        # Whether a reader has had to wait (for the start or a chunk); the app then passes
+        # its turn once after its first chunk, so that chunk is not held up by the next ones.
+        self._reader_waited = False
+        self._consumer_closed = False
         self.translate: Callable[[Exception], BaseException] = _untranslated
+
+        # -- the pipe between them (see the module's docstring) ---------------------------
+        # Chunks sent before the stream was opened; also the 500 answer's body.
+        self._early: list[bytes] = []
+        # Opened by `_open_stream` when a side has to wait.
+        self._send: MemoryObjectSendStream[object] | None = None
+        self._recv: MemoryObjectReceiveStream[object] | None = None
+
+        # -- the ending, each set once ----------------------------------------------------
+        self.disconnected = False
+        self.transport_closed = False
 
     def bind_task(self, task: AppTask) -> None:
         self.task = task
@@ -365,10 +416,21 @@ class Exchange:
 
     def complete_body(self) -> list[bytes] | None:
         """All of the body, when the app finished it cleanly before anyone waited."""
-        if self._recv is None and self.state == _COMPLETE and self.app_done:
-            if self.error is None and not self.disconnected:
-                return self._early
-        return None
+        return self._early if self.body_in_hand else None
+
+    # -- named conditions ---------------------------------------------------------------
+
+    @property
+    def body_in_hand(self) -> bool:
+        """The whole body is in `_early` for good: the app ended cleanly after its final body,
+        no stream was opened and the client is still there. (Then `holds_resources` is False.)"""
+        return (
+            self._recv is None
+            and self.state == _COMPLETE
+            and self.app_done
+            and self.error is None
+            and not self.disconnected
+        )
 
     @property
     def holds_resources(self) -> bool:
@@ -376,10 +438,37 @@ class Exchange:
         app or an open stream. A response complete in the app's first step holds neither."""
         return not self.app_done or self._recv is not None
 
+    @property
+    def _no_more_chunks(self) -> bool:
+        """No chunk will come that has not been sent: the final body was sent or the app ended."""
+        return self.app_done or self.state == _COMPLETE
+
+    @property
+    def _start_settled(self) -> bool:
+        """A reader has no start left to wait for: the app started, ended, or the caller's
+        body failed."""
+        return self.state != _INIT or self.app_done or self.upload_error is not None
+
+    @property
+    def _runs_after_body(self) -> bool:
+        """The body is complete but the app still runs (it may yet raise, behaviour §7)."""
+        return self.state == _COMPLETE and not self.app_done
+
+    @property
+    def _failed_after_body(self) -> bool:
+        """The app raised after it completed the body: the reader got the whole body."""
+        return self.error is not None and self.state == _COMPLETE and self.app_done
+
+    @property
+    def _leaves_nothing_to_finalize(self) -> bool:
+        """With the app ended, the live set may let go: the client left, or no stream was
+        opened that an abandoned response would have to close (see `disconnect`)."""
+        return self.disconnected or self._recv is None
+
     def _open_stream(self) -> None:
         """Open the stream for a side that has to wait, moving the early chunks into it."""
         # Called unsubscripted: `create_memory_object_stream[object]` builds a generic alias
-        # on every call, about 3 us of a small request.
+        # on every call, a noticeable part of a small request.
         send: MemoryObjectSendStream[object]
         recv: MemoryObjectReceiveStream[object]
         send, recv = anyio.create_memory_object_stream(self.engine.max_buffered_chunks)
@@ -478,82 +567,83 @@ class Exchange:
         self.disconnect()
 
     async def send(self, message: Message) -> None:
-        # The order is checked even after a disconnect, so a broken app fails the same way.
+        """Place a body chunk for the reader, waiting for room; everything else is sync."""
+        if self.state != _STARTED or message.get("type") != "http.response.body":
+            self._start_or_refuse(message)
+            return
+        body, more_body, ends_short = self._take_body(message)
+        if self.disconnected:
+            return  # a no-op once the client left, as under uvicorn (behaviour §6)
+        if body and not self._head:
+            stream = self._send
+            if stream is None:
+                if len(self._early) < self.engine.max_buffered_chunks:
+                    self._early.append(body)
+                else:  # a buffer's worth ahead: from now on the app may have to wait
+                    self._open_stream()
+                    await self._put(body)
+            else:
+                # Inline: trying without waiting spares a coroutine and a loop trip per chunk.
+                try:
+                    stream.send_nowait(body)
+                except anyio.WouldBlock:
+                    await self._put(body)
+                except anyio.BrokenResourceError:
+                    pass  # the consumer left: send() is a no-op, as under uvicorn
+            if more_body and self._first_chunk and self._reader_waited:
+                # A reader is waiting: let it have the first chunk now, before the app fills
+                # the buffer (time to first byte); from then on the app runs ahead between
+                # the reader's turns (throughput).
+                self._first_chunk = False
+                await self.task.pass_turn()
+        if ends_short:
+            raise RuntimeError(
+                f"ASGI app ended the response body {self._body_left} bytes short of its "
+                "content-length"
+            )
+        if not more_body:
+            if self._send is not None:
+                self._send.close()  # EOF now, even if the app keeps running (contract 5)
+            self._wake()
+
+    def _start_or_refuse(self, message: Message) -> None:
+        """Take `http.response.start` in INIT; refuse anything out of order, by name.
+
+        The order is checked even after a disconnect, so a broken app fails the same way.
+        """
         kind = message.get("type")
-        if self.state == _STARTED:
-            if kind != "http.response.body":
-                if kind == "http.response.start":
-                    raise RuntimeError("ASGI app sent 'http.response.start' twice")
-                raise RuntimeError(f"ASGI app sent {kind!r} while sending the response body")
-            body = message.get("body", b"")
-            if type(body) is not bytes:
-                if not isinstance(body, bytes | bytearray | memoryview):
-                    raise RuntimeError(
-                        f"ASGI 'http.response.body' body must be bytes, got {type(body).__name__}"
-                    )
-                body = bytes(body)
-            more_body = bool(message.get("more_body", False))
-            short = False
-            if self._body_left >= 0 and not self.disconnected:
-                short = self._count_body(len(body), more_body)
-                if short:
-                    more_body = True  # the bytes sent reach the reader; then the error
-            if not more_body:
-                self.state = _COMPLETE
-            if self.disconnected:
-                return
-            if body and not self._head:
-                stream = self._send
-                if stream is None:
-                    if len(self._early) < self.engine.max_buffered_chunks:
-                        self._early.append(body)
-                    else:  # a buffer's worth ahead: from now on the app may have to wait
-                        self._open_stream()
-                        await self._put(body)
-                else:
-                    # Inline: trying without waiting spares a coroutine and a loop trip per
-                    # chunk.
-                    try:
-                        stream.send_nowait(body)
-                    except anyio.WouldBlock:
-                        await self._put(body)
-                    except anyio.BrokenResourceError:
-                        pass  # the consumer left: send() is a no-op, as under uvicorn
-                if more_body and self._first_chunk and self._reader_waited:
-                    # A reader is waiting: let it have the first chunk now, before the app
-                    # fills the buffer (time to first byte); from then on the app runs ahead
-                    # between the reader's turns (throughput).
-                    self._first_chunk = False
-                    await self.task.pass_turn()
-            if short:
+        if self.state != _INIT or kind != "http.response.start":
+            raise RuntimeError(_order_violation(self.state, kind))
+        status = message.get("status")
+        if type(status) is not int or not 100 <= status <= 599:
+            status = _check_status(status)  # the message for a bad one; int subclasses pass
+        self.status = status
+        self.headers = _check_headers(message.get("headers", []))
+        if not self._head and status >= 200 and status not in _NO_BODY_STATUSES:
+            self._body_left = _declared_length(self.headers)
+        self.state = _STARTED
+        if self._start_waiter is not None:
+            self._start_waiter.set()
+
+    def _take_body(self, message: Message) -> tuple[bytes, bool, bool]:
+        """The chunk of an `http.response.body` in STARTED, whether more follows, and whether
+        it ends the body short of its `content-length`; moves to COMPLETE at the final one."""
+        body = message.get("body", b"")
+        if type(body) is not bytes:
+            if not isinstance(body, bytes | bytearray | memoryview):
                 raise RuntimeError(
-                    f"ASGI app ended the response body {self._body_left} bytes short of "
-                    "its content-length"
+                    f"ASGI 'http.response.body' body must be bytes, got {type(body).__name__}"
                 )
-            if not more_body:
-                if self._send is not None:
-                    self._send.close()  # EOF now, even if the app keeps running (contract 5)
-                self._wake()
-        elif self.state == _INIT:
-            if kind != "http.response.start":
-                raise RuntimeError(
-                    f"ASGI app sent {kind!r} before 'http.response.start'"
-                    if kind == "http.response.body"
-                    else f"ASGI app sent unknown message type {kind!r}; "
-                    "expected 'http.response.start'"
-                )
-            status = message.get("status")
-            if type(status) is not int or not 100 <= status <= 599:
-                status = _check_status(status)  # the message for a bad one; int subclasses pass
-            self.status = status
-            self.headers = _check_headers(message.get("headers", []))
-            if not self._head and status >= 200 and status not in _NO_BODY_STATUSES:
-                self._body_left = _declared_length(self.headers)
-            self.state = _STARTED
-            if self._start_waiter is not None:
-                self._start_waiter.set()
-        else:
-            raise RuntimeError(f"ASGI app sent {kind!r} after the response was complete")
+            body = bytes(body)
+        more_body = bool(message.get("more_body", False))
+        ends_short = False
+        if self._body_left >= 0 and not self.disconnected:
+            ends_short = self._count_body(len(body), more_body)
+            if ends_short:
+                more_body = True  # the bytes sent reach the reader; then the error
+        if not more_body:
+            self.state = _COMPLETE
+        return body, more_body, ends_short
 
     def _count_body(self, size: int, more_body: bool) -> bool:
         """Count a chunk against `content-length`; whether the body ends short of it (§5).
@@ -645,8 +735,7 @@ class Exchange:
         if self._start_waiter is not None:
             self._start_waiter.set()
         self._wake()
-        if self.disconnected or self._recv is None:
-            # Nothing left to release: no task, and no stream to be finalized (see disconnect).
+        if self._leaves_nothing_to_finalize:
             self.engine.live.discard(self)
         if self._finished is not None:
             self._finished.set()
@@ -694,7 +783,7 @@ class Exchange:
         # starts within it, which spares the event and the read timeout's scope.
         for _ in range(2 if task.shuffles_turns else 1):
             await task.checkpoint()
-            if self.state != _INIT or self.app_done or self.upload_error is not None:
+            if self._start_settled:
                 return
         waiter = self._start_waiter = task.event()
         timeout = self.read_timeout
@@ -745,7 +834,7 @@ class Exchange:
         if recv is None:  # every chunk so far came early
             if self.disconnected:
                 raise self._closed_error()  # as a closed stream would
-            return _EOF if self.app_done or self.state == _COMPLETE else _PENDING
+            return _EOF if self._no_more_chunks else _PENDING
         try:
             return recv.receive_nowait()
         except anyio.WouldBlock:
@@ -803,8 +892,6 @@ class Exchange:
                 return self._early.pop(0)
             if self.disconnected:
                 raise self._closed_error()
-            if self._recv is None and self.state == _COMPLETE and self.error is None:
-                raise StopAsyncIteration  # complete before anyone waited: no stream to close
             item = self._take()
             if item is _PENDING:
                 # One turn, then a look, as `_turn_and_take` does, spelled out in place: this
@@ -854,7 +941,7 @@ class Exchange:
         self._consumer_closed = True
         engine = self.engine
         wait = engine.raise_app_exceptions or engine.hidden_errors is not None
-        if wait and self.state == _COMPLETE and not self.app_done:
+        if wait and self._runs_after_body:
             # So an exception raised after the final body surfaces here (contract 7).
             try:
                 async with self.task.timeout(engine.disconnect_grace):
@@ -871,11 +958,10 @@ class Exchange:
         self.disconnect()
         if fatal is not None:
             raise fatal
-        error = self.error
-        if error is not None and self.state == _COMPLETE and self.app_done:
-            if engine.raise_app_exceptions:
-                self.error = None  # raised once
-                raise error
+        if self._failed_after_body and engine.raise_app_exceptions:
+            error, self.error = self.error, None  # raised once
+            assert error is not None
+            raise error
 
     def disconnect(self) -> None:
         """Tell the app the client is gone; cancel its task after the grace period. Sync."""
@@ -927,6 +1013,19 @@ class AbandonGuard:
 
     def __del__(self) -> None:
         self.exchange.abandon()
+
+
+def _order_violation(state: ResponseState, kind: object) -> str:
+    """Why the app may not send a message of type `kind` in `state` (behaviour §7)."""
+    if state == _COMPLETE:
+        return f"ASGI app sent {kind!r} after the response was complete"
+    if state == _STARTED:
+        if kind == "http.response.start":
+            return "ASGI app sent 'http.response.start' twice"
+        return f"ASGI app sent {kind!r} while sending the response body"
+    if kind == "http.response.body":
+        return f"ASGI app sent {kind!r} before 'http.response.start'"
+    return f"ASGI app sent unknown message type {kind!r}; expected 'http.response.start'"
 
 
 def _untranslated(exc: Exception) -> BaseException:
