@@ -15,6 +15,7 @@ import httpx
 import httpx2
 import pytest
 import sniffio
+from _uvicorn import running_server
 
 import aibridge_transport.httpx2
 from aibridge_transport import (
@@ -320,6 +321,18 @@ async def test_caller_upload_error_is_raised_unchanged_and_never_a_500(
     assert info.value is error
     assert [message["type"] for message in app.messages] == ["http.request", "http.disconnect"]
     assert app_failures(caplog) == []
+
+
+@pytest.mark.parametrize("start_first", [False, True], ids=["before-start", "after-start"])
+async def test_caller_upload_error_over_a_socket_is_the_same(start_first: bool) -> None:
+    # The yardstick (behaviour §7): httpx raises the body's exception from the request, over
+    # a socket too, whether or not the app had started its response.
+    error = UploadError("the caller's own")
+    with running_server(BodyReader(start_first=start_first)) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            with pytest.raises(UploadError) as info:
+                await client.post("/x", content=failing_upload(error))
+    assert info.value is error
 
 
 # -- 4. several tasks of the app awaiting receive() at once --------------------------------
