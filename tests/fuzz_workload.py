@@ -1,9 +1,10 @@
 """Long-running workloads shared by the soak and load tests and `scripts/soak.py`, `load.py`.
 
-Soak: many mixed exchanges (streaming, early close, crashes, timeouts, cancellations,
-abandoned responses) through the generic transport in both modes and the in-process factory,
-with memory and task counts sampled at checkpoints. Load: many streams open at once on one
-event loop, read in lock step one chunk per round, with peak memory against the buffer bound.
+Soak: many mixed exchanges (streaming, early close, crashes, `BaseException`s, timeouts,
+cancellations, abandoned responses, request bodies that raise) through the generic transport
+in both modes and the in-process factory, with memory and task counts sampled at checkpoints.
+Load: many streams open at once on one event loop, read in lock step one chunk per round, with
+peak memory against the buffer bound.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from aibridge_transport import (
 from aibridge_transport.types import Receive, Scope, Send
 
 __all__ = [
+    "KINDS",
     "Checkpoint",
     "LoadReport",
     "live_tasks",
@@ -43,6 +45,14 @@ CHUNK = 1024
 
 class WorkloadError(Exception):
     """What the crashing apps raise."""
+
+
+class WorkloadAbort(BaseException):
+    """What an app raises that is not an `Exception` (behaviour §7: a failure all the same)."""
+
+
+class UploadError(Exception):
+    """What a caller's request body raises (behaviour §7: never the app's failure)."""
 
 
 def _start(status: int = 200) -> dict[str, Any]:
@@ -72,6 +82,27 @@ async def crash_mid_stream_app(scope: Scope, receive: Receive, send: Send) -> No
     raise WorkloadError("mid stream")
 
 
+async def crash_base_before_start_app(scope: Scope, receive: Receive, send: Send) -> None:
+    raise WorkloadAbort("before start")
+
+
+async def read_body_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """Reads the request body to its end (or the disconnect), then answers."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        if not message.get("more_body", False):
+            break
+    await send(_start())
+    await send(_body(b"read", False))
+
+
+async def failing_upload() -> Any:
+    yield b"part"
+    raise UploadError("the caller's body")
+
+
 async def slow_start_app(scope: Scope, receive: Receive, send: Send) -> None:
     """Waits for the disconnect before starting: only a read timeout ends the wait."""
     while (await receive())["type"] != "http.disconnect":
@@ -90,6 +121,8 @@ ROUTES = {
     "/crash-mid-stream": crash_mid_stream_app,
     "/slow-start": slow_start_app,
     "/final-then-hang": final_then_hang_app,
+    "/crash-base-before-start": crash_base_before_start_app,
+    "/read-body": read_body_app,
 }
 
 
@@ -170,19 +203,26 @@ async def _exchange(client: httpx.AsyncClient, kind: int, tally: Tally) -> None:
             await _read_some(response, 1)
             del response
             tally.add("abandoned")
-        else:
+        elif kind == 7:
             async with client.stream("GET", "/final-then-hang") as response:
                 await response.aread()
             tally.add("app ran on after the body")
+        elif kind == 8:
+            response = await client.get("/crash-base-before-start")
+            tally.add(f"crash before start: {response.status_code}")
+        else:
+            await client.post("/read-body", content=failing_upload())
     except httpx.ReadTimeout:
         tally.add("read timeout")
     except httpx.RemoteProtocolError:
         tally.add("remote protocol error")
-    except WorkloadError:
+    except (WorkloadError, WorkloadAbort):
         tally.add("app error raised")
+    except UploadError:
+        tally.add("upload error raised")
 
 
-KINDS = 8
+KINDS = 10
 
 
 def _clients() -> list[httpx.AsyncClient]:

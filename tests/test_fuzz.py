@@ -1,9 +1,10 @@
 """Property-based fault fuzzing: scripted ASGI apps against scripted consumers.
 
 Each example plays one generated app script (start or not, any status, chunks of any size with
-or without checkpoints between them, and every ending of contract 7) against one generated
-consumer script (read all, read some then close, be cancelled, time out, abandon, read from
-another task, close the client mid-stream), through the generic transport in both modes and
+or without checkpoints between them, and every ending of behaviour §7, raising an `Exception`
+or any other `BaseException`) against one generated consumer script (read all, read some then
+close, be cancelled, time out, abandon, read from another task, close the client mid-stream;
+with a request body that raises or not), through the generic transport in both modes and
 through the in-process factory, on both flavours. The event loop is driven here with
 `anyio.run` for each backend, because hypothesis and function-scoped fixtures do not mix.
 """
@@ -78,6 +79,20 @@ class FuzzAppError(Exception):
     """What a scripted app raises."""
 
 
+class FuzzAppAbort(BaseException):
+    """What a scripted app raises when its script asks for a `BaseException`."""
+
+
+class FuzzUploadError(Exception):
+    """What a scripted caller's request body raises."""
+
+
+# What a scripted app raises: an `Exception`, a `BaseException` subclass, a group from a task
+# group, or a `CancelledError` it raises itself (asyncio; trio has no Cancelled an app can
+# raise, so there it raises the subclass). Whichever, behaviour §7 treats it alike.
+ERROR_KINDS = ["exception", "base", "group", "cancelled"]
+
+
 @dataclass
 class AppScript:
     start: bool
@@ -88,12 +103,14 @@ class AppScript:
     ending: str
     child_sends: bool
     reads_request: bool
+    error_kind: str = "exception"
 
 
 @dataclass
 class ConsumerScript:
     kind: str
     count: int  # chunks read before acting (close, cancel, abandon)
+    upload_fails: bool = False  # the request body is an async iterator that raises
 
 
 @dataclass
@@ -112,6 +129,7 @@ class Run:
     entered: int = 0
     returned: int = 0
     raised: list[BaseException] = field(default_factory=list)
+    upload_error: BaseException | None = None
     idle: anyio.Event | None = None
     cancel_consumer: anyio.CancelScope | None = None
 
@@ -150,9 +168,31 @@ async def wait_for_disconnect(receive: Receive) -> None:
 
 
 async def fail(run: Run) -> None:
-    error = FuzzAppError("scripted failure")
+    error = scripted_error(run.app.error_kind)
     run.raised.append(error)
     raise error
+
+
+def scripted_error(kind: str) -> BaseException:
+    if kind == "exception":
+        return FuzzAppError("scripted failure")
+    if kind == "group":
+        return BaseExceptionGroup("from a task group", [FuzzAppAbort("in a child")])
+    if kind == "cancelled" and not trio_running():
+        return asyncio.CancelledError("raised by the app itself")
+    return FuzzAppAbort("scripted failure")
+
+
+def trio_running() -> bool:
+    trio = sys.modules.get("trio")
+    return trio is not None and bool(trio.lowlevel.in_trio_run())
+
+
+async def failing_upload(run: Run) -> Any:
+    error = FuzzUploadError("scripted upload failure")
+    run.upload_error = error
+    raise error
+    yield b""  # pragma: no cover (makes this an async generator)
 
 
 async def scripted_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -232,17 +272,38 @@ class Expected:
     close_error: type[BaseException] | None = None
 
 
-def expected_outcome(app: AppScript, setup: Setup) -> Expected:
-    """What reading the whole response gives (contract 5, 6 and 7)."""
+# In `Expected`, these stand for the very object the app raised, or the caller's body raised.
+APP_ERROR = FuzzAppError
+UPLOAD_ERROR = FuzzUploadError
+
+
+def upload_fails(app: AppScript, consumer: ConsumerScript) -> str:
+    """Whether the caller's failing body is read before the response is handed over."""
+    if not consumer.upload_fails:
+        return "no"
+    if app.reads_request or (not app.start and app.ending == "wait_disconnect"):
+        return "surely"
+    if app.start and app.ending in ("wait_disconnect", "final_then_receive"):
+        # Read only after the start: the caller may have its response by then; if so, its
+        # next read raises the error instead (behaviour §7).
+        return "maybe"
+    return "no"
+
+
+def expected_outcome(app: AppScript, setup: Setup, consumer: ConsumerScript) -> Expected:
+    """What reading the whole response gives (behaviour §5, §6 and §7)."""
     raise_mode = setup.mode == "raise"
     module: Any = httpx2 if setup.flavour == "httpx2" else httpx
+    if upload_fails(app, consumer) == "surely":
+        # The caller's own exception, from the request, whatever the app does next (§7).
+        return Expected(None, [], UPLOAD_ERROR)
     if not app.start:
         if app.ending in HANGS:
             return Expected(None, [], module.ReadTimeout)
         if not raise_mode:
             return Expected(500, [b"Internal Server Error"])
         if app.ending == "raise":
-            return Expected(None, [], FuzzAppError)
+            return Expected(None, [], APP_ERROR)
         if app.ending == "return":
             return Expected(None, [], RuntimeError, "returned without starting")
         return Expected(None, [], RuntimeError, "ASGI app sent")
@@ -250,7 +311,7 @@ def expected_outcome(app: AppScript, setup: Setup) -> Expected:
     if app.ending in COMPLETES:
         close_error: type[BaseException] | None = None
         if raise_mode and app.ending == "final_then_raise":
-            close_error = FuzzAppError
+            close_error = APP_ERROR
         if raise_mode and app.ending == "after_final":
             close_error = RuntimeError
         return Expected(
@@ -259,14 +320,18 @@ def expected_outcome(app: AppScript, setup: Setup) -> Expected:
     if app.ending in HANGS:
         return Expected(app.status, chunks, module.ReadTimeout)
     if app.ending == "raise":
-        return Expected(app.status, chunks, module.RemoteProtocolError, "", FuzzAppError)
+        return Expected(app.status, chunks, module.RemoteProtocolError, "", APP_ERROR)
     if app.ending == "return":
         return Expected(app.status, chunks, module.RemoteProtocolError, "incomplete response")
     return Expected(app.status, chunks, module.RemoteProtocolError, "", RuntimeError)
 
 
-def contract_exception(exc: BaseException, setup: Setup) -> bool:
-    """Whether `exc` may reach the caller at all (contract 7)."""
+def contract_exception(exc: BaseException, setup: Setup, run: Run) -> bool:
+    """Whether `exc` may reach the caller at all (behaviour §7)."""
+    if exc is run.upload_error:
+        return True  # the caller's own, on every transport
+    if setup.mode == "raise" and any(exc is raised for raised in run.raised):
+        return True  # the app's own, even a group or a CancelledError
     if isinstance(exc, BaseExceptionGroup):
         return False
     if type(exc).__module__.split(".")[0] in ("httpx", "httpx2"):
@@ -274,9 +339,7 @@ def contract_exception(exc: BaseException, setup: Setup) -> bool:
     if isinstance(exc, AIBridgeTransportError):
         return True
     if setup.mode == "raise":
-        return isinstance(exc, FuzzAppError) or (
-            type(exc) is RuntimeError and str(exc).startswith("ASGI app")
-        )
+        return type(exc) is RuntimeError and str(exc).startswith("ASGI app")
     return False
 
 
@@ -311,8 +374,9 @@ def read_timeout_for(app: AppScript, consumer: ConsumerScript) -> float | None:
 async def open_response(client: Any, run: Run, seen: Seen) -> Any:
     timeout = read_timeout_for(run.app, run.consumer)
     module: Any = httpx2 if isinstance(client, httpx2.AsyncClient) else httpx
+    content = failing_upload(run) if run.consumer.upload_fails else None
     request = client.build_request(
-        "GET", "/v1/chat/completions", timeout=module.Timeout(None, read=timeout)
+        "GET", "/v1/chat/completions", timeout=module.Timeout(None, read=timeout), content=content
     )
     response = await client.send(request, stream=True)
     seen.status = response.status_code
@@ -339,7 +403,11 @@ async def read_chunks(response: Any, seen: Seen, limit: int | None) -> bool:
 def collect(seen: Seen) -> Iterator[None]:
     try:
         yield
-    except Exception as exc:
+    except BaseException as exc:
+        # Any `Exception`, and what the app raised (a `BaseException` in raise mode); not a
+        # cancellation of the consumer's own.
+        if not isinstance(exc, Exception) and not any(exc is e for e in CURRENT.get().raised):
+            raise
         # Without its traceback, an error keeps no frame (and no response) alive.
         seen.errors.append(exc.with_traceback(None))
 
@@ -411,12 +479,19 @@ class ClientStream:
 
 
 def check_outcome(run: Run, setup: Setup, seen: Seen) -> None:
-    expected = expected_outcome(run.app, setup)
+    expected = expected_outcome(run.app, setup, run.consumer)
     for error in seen.errors:
-        assert contract_exception(error, setup), f"not a contract exception: {error!r}"
+        assert contract_exception(error, setup, run), f"not a contract exception: {error!r}"
     if seen.status is not None and expected.status is not None:
         assert seen.status == expected.status
     assert seen.chunks == expected.chunks[: len(seen.chunks)], "the body is not a prefix"
+    if upload_fails(run.app, run.consumer) == "maybe" and any(
+        error is run.upload_error for error in seen.errors
+    ):
+        # The response was handed over before the body failed: the caller's exception ends
+        # it, and nothing else is raised.
+        assert all(error is run.upload_error for error in seen.errors), seen.errors
+        return
     if run.consumer.kind != "read_all":
         return
     # Read to the end: the outcome is exact (a stalled machine may time out a little early).
@@ -427,15 +502,21 @@ def check_outcome(run: Run, setup: Setup, seen: Seen) -> None:
     if expected.error is not None:
         assert errors, f"expected {expected.error.__name__}"
         error = errors.pop(0)
-        assert isinstance(error, expected.error), repr(error)
+        if expected.error is APP_ERROR:
+            assert error is run.raised[0], repr(error)
+        elif expected.error is UPLOAD_ERROR:
+            assert error is run.upload_error, repr(error)
+        else:
+            assert isinstance(error, expected.error), repr(error)
         assert expected.error_match in str(error)
-        if expected.error is FuzzAppError:
-            assert error is run.raised[0]
-        if expected.cause is not None:
+        if expected.cause is APP_ERROR:
+            assert error.__cause__ is run.raised[0], repr(error.__cause__)
+        elif expected.cause is not None:
             assert isinstance(error.__cause__, expected.cause), repr(error.__cause__)
-            if expected.cause is FuzzAppError:
-                assert error.__cause__ is run.raised[0]
-    if expected.close_error is not None:
+    if expected.close_error is APP_ERROR:
+        assert errors, "expected the app's exception at close"
+        assert errors.pop(0) is run.raised[0]
+    elif expected.close_error is not None:
         assert errors, f"expected {expected.close_error.__name__} at close"
         assert isinstance(errors.pop(0), expected.close_error)
     assert errors == []
@@ -510,11 +591,15 @@ def app_scripts(draw: st.DrawFn) -> AppScript:
         ending=draw(st.sampled_from(AFTER_START_ENDINGS if start else BEFORE_START_ENDINGS)),
         child_sends=draw(st.booleans()),
         reads_request=draw(st.booleans()),
+        error_kind=draw(st.sampled_from(ERROR_KINDS)),
     )
 
 
 consumer_scripts = st.builds(
-    ConsumerScript, kind=st.sampled_from(CONSUMERS), count=st.integers(-1, 14)
+    ConsumerScript,
+    kind=st.sampled_from(CONSUMERS),
+    count=st.integers(-1, 14),
+    upload_fails=st.booleans(),
 )
 setups = st.builds(
     Setup,
@@ -526,7 +611,7 @@ setups = st.builds(
 
 def _script(start: bool, ending: str, chunks: list[bytes] | None = None) -> AppScript:
     chunks = chunks or []
-    return AppScript(start, 200, chunks, [False] * len(chunks), b"", ending, False, False)
+    return AppScript(start, 200, chunks, [False] * len(chunks), b"", ending, False, True)
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -538,6 +623,32 @@ def _script(start: bool, ending: str, chunks: list[bytes] | None = None) -> AppS
     app=_script(False, "return"),
     consumer=ConsumerScript("abandon", 0),
     setup=Setup("500", "httpx", 0),
+)
+# The BaseExceptions and the failing upload of behaviour §7, each in the mode that shows it.
+@example(
+    app=AppScript(False, 200, [], [], b"", "raise", False, False, "base"),
+    consumer=ConsumerScript("read_all", 0),
+    setup=Setup("raise", "httpx", 1),
+)
+@example(
+    app=AppScript(True, 200, [b"a"], [False], b"", "raise", False, False, "group"),
+    consumer=ConsumerScript("read_all", 0),
+    setup=Setup("factory", "httpx2", 1),
+)
+@example(
+    app=AppScript(False, 200, [], [], b"", "raise", False, False, "cancelled"),
+    consumer=ConsumerScript("read_all", 0),
+    setup=Setup("500", "httpx", 8),
+)
+@example(
+    app=AppScript(True, 200, [b"a"], [False], b"b", "final_then_raise", False, False, "base"),
+    consumer=ConsumerScript("read_all", 0),
+    setup=Setup("raise", "httpx2", 0),
+)
+@example(
+    app=_script(True, "final", [b"a"]),
+    consumer=ConsumerScript("read_all", 0, upload_fails=True),
+    setup=Setup("factory", "httpx", 8),
 )
 def test_scripted_app_against_scripted_consumer(
     backend: str, app: AppScript, consumer: ConsumerScript, setup: Setup

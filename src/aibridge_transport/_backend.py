@@ -5,7 +5,7 @@ from another task) and must not need a task group that the caller enters: SDKs n
 their `http_client`. So the task is spawned at loop level, a native asyncio task or a trio
 system task, and the library itself cancels and awaits it (`aclose`, grace periods). Both are
 cheaper than an anyio task group, and native cancellation is cheaper than an anyio cancel
-scope around every app (about 5 us of a small request on asyncio).
+scope around every app.
 
 On asyncio the task starts eagerly: its first step runs at once, inside `spawn_detached`, as
 Python 3.12's eager tasks do (`Task(..., eager_start=True)`, used there). An app that answers
@@ -13,24 +13,24 @@ without blocking (a JSON reply) has then finished before the caller would have y
 the caller reads its response without a turn of the loop, like `httpx.ASGITransport` does.
 Python 3.11 has no eager tasks; there the task's first step, which `create_task` queued on
 the loop, is taken off the queue and run now, with the task made current for it exactly as
-the loop would (see `_run_first_step`). Loops without that queue (uvloop) start the task on
-their next turn, as before.
+the loop would (see `_cpython.run_first_step`). Loops without that queue (uvloop) start the
+task on their next turn, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
-import asyncio.tasks
 import contextvars
 import inspect
 import sys
 import types
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
-__all__ = ["AppTask", "Event", "spawn_detached"]
+from ._cpython import running_loop, waits_on_a_future
+
+__all__ = ["AppTask", "Event", "delivered_cancellation", "fatal_in", "spawn_detached"]
 
 
 class Event(Protocol):
@@ -70,6 +70,9 @@ class AppTask:
         """Cancel the task `delay` seconds from now, unless an earlier cancel is planned."""
         raise NotImplementedError
 
+    def release(self) -> None:
+        """Drop whatever the task armed (a grace timer): its app has ended (behaviour §6)."""
+
     def checkpoint(self) -> Awaitable[None]:
         raise NotImplementedError
 
@@ -82,7 +85,7 @@ class AppTask:
         raise NotImplementedError
 
     def event(self) -> Event:
-        """A new event of the task's loop (the loop's own: an anyio `Event` costs ~2 us)."""
+        """A new event of the task's loop (the loop's own, cheaper than an anyio `Event`)."""
         raise NotImplementedError
 
 
@@ -120,8 +123,7 @@ class _AsyncioTask(AppTask):
             # A coroutine cancelled before its first step would never run its `finally`.
             self._loop.call_soon(self.cancel)
             return
-        waiter = getattr(self._task, "_fut_waiter", None)
-        if not self._spared and (waiter is None or waiter.done()):
+        if not self._spared and not waits_on_a_future(self._task):
             # A task that is due to run (woken by the disconnect, say, or passing a
             # checkpoint in `send()`) gets that turn, once, before it is cancelled: it sees
             # why it must stop, as anyio's delivery lets a woken task run first.
@@ -143,6 +145,14 @@ class _AsyncioTask(AppTask):
             self._timer.cancel()
         self._timer = self._loop.call_at(deadline, self.cancel)
 
+    def release(self) -> None:
+        # A pending timer holds this handle, hence the task and the exchange it runs: with a
+        # long grace period, every early close would keep one alive until it fired (§6).
+        self._deadline = float("inf")
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def checkpoint(self) -> Awaitable[None]:
         return _next_turn()
 
@@ -151,7 +161,7 @@ class _AsyncioTask(AppTask):
         return _next_turn()
 
     def timeout(self, delay: float) -> AbstractAsyncContextManager[object]:
-        # asyncio's own: an anyio cancel scope costs about 30 us more per wait.
+        # asyncio's own: cheaper per wait than an anyio cancel scope.
         return asyncio.timeout(delay)
 
     def event(self) -> Event:
@@ -229,6 +239,7 @@ if sys.version_info >= (3, 12):
         return asyncio.Task(coroutine, loop=loop, context=context, eager_start=True)
 
 else:
+    from ._cpython import run_first_step
 
     def _start_eagerly(
         loop: asyncio.AbstractEventLoop,
@@ -237,29 +248,46 @@ else:
         context: contextvars.Context,
     ) -> asyncio.Task[None]:
         task = loop.create_task(coroutine, context=context)
-        _run_first_step(loop, caller, task)
+        run_first_step(loop, caller, task)
         return task
 
-    def _run_first_step(
-        loop: asyncio.AbstractEventLoop, caller: asyncio.Task[Any], task: asyncio.Task[None]
-    ) -> None:
-        # `create_task` has just put the task's first step at the end of the loop's ready
-        # queue. Only when that is certain (a standard loop, the queue's last handle being
-        # this task's step) and a task runs now (the caller), the step is taken off and run
-        # here: the caller stops being the current task, the new task becomes it, and the
-        # step runs in the task's context, which is what the loop's turn would do.
-        ready = getattr(loop, "_ready", None)
-        if type(ready) is not deque or not ready:
-            return
-        handle = ready[-1]
-        if getattr(getattr(handle, "_callback", None), "__self__", None) is not task:
-            return
-        ready.pop()
-        asyncio.tasks._leave_task(loop, caller)
-        try:
-            handle._run()
-        finally:
-            asyncio.tasks._enter_task(loop, caller)
+
+def delivered_cancellation(exc: BaseException) -> bool:
+    """Whether `exc` is the running task's cancellation, delivered by its loop or the library.
+
+    A task spawned here must let its own cancellation through and catch every other
+    `BaseException`, including a `CancelledError` the app raised itself rather than received
+    (behaviour §7): anything else escaping a trio system task ends `trio.run`. On asyncio a
+    delivered cancellation is one that was requested of the task (`Task.cancelling()`);
+    trio's `Cancelled` is always delivered by a cancel scope. A group of nothing but
+    cancellations (a task group cancelled from outside) is one too.
+    """
+    trio = sys.modules.get("trio")
+    if trio is not None and trio.lowlevel.in_trio_run():
+        kind: type[BaseException] = trio.Cancelled
+    else:
+        task = asyncio.current_task()
+        if task is None or not task.cancelling():
+            return False
+        kind = asyncio.CancelledError
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(kind)[1] is None
+    return isinstance(exc, kind)
+
+
+def fatal_in(exc: BaseException) -> BaseException | None:
+    """The `KeyboardInterrupt` or `SystemExit` in `exc`, also inside a group from a task group.
+
+    Those are never turned into an answer and never swallowed (behaviour §7).
+    """
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        found: BaseException | None = exc.split((KeyboardInterrupt, SystemExit))[0]
+        while isinstance(found, BaseExceptionGroup):
+            found = found.exceptions[0]
+        return found
+    return None
 
 
 def spawn_detached(
@@ -269,11 +297,12 @@ def spawn_detached(
 ) -> AppTask:
     """Start `task()` in `context` on the running loop; return its handle.
 
-    `task` must catch every exception but cancellation itself. On asyncio its first step
+    `task` must catch every `BaseException` but its own cancellation (see
+    `delivered_cancellation`). On asyncio its first step
     runs before this returns (see the module's docstring); `bind` receives the handle before
     that step, for a task that needs its own handle.
     """
-    loop = asyncio._get_running_loop()
+    loop = running_loop()
     if loop is None:
         trio = sys.modules.get("trio")
         if trio is None or not trio.lowlevel.in_trio_run():

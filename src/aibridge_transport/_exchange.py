@@ -10,7 +10,7 @@ has not come yet, or the app for room once it is a buffer's worth of chunks ahea
 the chunks are kept in a list (`_early`), at most the buffer size, which the consumer reads
 first and which moves into the stream if the app opens it. A response that is complete before
 its consumer reads a chunk (a JSON answer, whether the app's first step sent it or a later
-one) never needs a stream: about 3 us and 1.4 KiB of a request, 10 us when caches are cold.
+one) never needs a stream, a large share of the cost of a small request.
 
 When the consumer leaves, the app is disconnected the way uvicorn does it at ASGI spec 2.3:
 `receive()` answers `http.disconnect`, `send()` becomes a silent no-op, and after a grace
@@ -19,6 +19,30 @@ table in contract 7.
 
 Nothing here knows httpx or httpx2: errors leave as the `Core*` exceptions below, which the
 adapters translate into the client's own flavour.
+
+Theory of operation
+-------------------
+
+Two sides meet in an exchange. The app's side is its task, calling `receive()` and `send()`;
+the reader's side is the caller waiting for the start (`ready`), then the body stream calling
+`next_chunk()` and `aclose()`. Between them lies the pipe: `_early`, then the stream.
+
+The response state moves forward only, and only by what the app sends:
+
+    INIT     --http.response.start-------------------->  STARTED
+    STARTED  --http.response.body, more_body=True----->  STARTED
+    STARTED  --http.response.body, more_body=False---->  COMPLETE
+
+Anything else is a protocol violation: `send()` raises `RuntimeError` naming it and the state
+stays (behaviour §7). One move is the reader's: when the app ended in INIT, 500 mode answers
+for it (`_start_failed`), INIT to COMPLETE.
+
+Beside the state, how the exchange ends is told by flags, each set once and never cleared:
+`app_done` (the task ended; `error` holds what it raised, until it is raised or handed
+over), `disconnected` (the app has been told the client is gone: the reader closed, timed out
+or was cancelled, its own request body failed (`upload_error`), or the transport closed
+(`transport_closed`)), and `_consumer_closed` (the reader closed the body; implies
+`disconnected`). The compound conditions the two sides test are named properties below.
 """
 
 from __future__ import annotations
@@ -27,12 +51,13 @@ import contextvars
 import logging
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from enum import IntEnum
 from typing import Final
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._backend import AppTask, Event, spawn_detached
+from ._backend import AppTask, Event, delivered_cancellation, fatal_in, spawn_detached
 from ._rules import check_response_headers, check_status
 from .types import ASGIApp, Message, Scope
 
@@ -43,6 +68,7 @@ __all__ = [
     "CoreStreamClosed",
     "Engine",
     "Exchange",
+    "ResponseState",
 ]
 
 logger = logging.getLogger("aibridge_transport")
@@ -54,8 +80,19 @@ _ERROR_HEADERS: Final = [
 ]
 _DISCONNECT: Final[Message] = {"type": "http.disconnect"}
 
-# Response states, as the app's send() moves through them.
-_INIT, _STARTED, _COMPLETE = 0, 1, 2
+
+class ResponseState(IntEnum):
+    """How far the app's response has gone (see the theory of operation above)."""
+
+    INIT = 0
+    STARTED = 1
+    COMPLETE = 2
+
+
+# Global names: the per-chunk path compares against these, not enum class attributes.
+_INIT: Final = ResponseState.INIT
+_STARTED: Final = ResponseState.STARTED
+_COMPLETE: Final = ResponseState.COMPLETE
 
 
 class CoreReadTimeout(Exception):
@@ -72,6 +109,18 @@ class CoreStreamClosed(Exception):
 
 def _is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, KeyboardInterrupt | SystemExit)
+
+
+# A response with one of these statuses has no body whatever its headers say (RFC 9110).
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
+
+
+def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The body length a `content-length` header declares; -1 without one (or a bad one)."""
+    for name, value in headers:
+        if len(name) == 14 and name.lower() == b"content-length":
+            return int(value) if value.isdigit() else -1
+    return -1
 
 
 class Engine:
@@ -99,6 +148,9 @@ class Engine:
         # Strict mode: exceptions a 500 (or a log line) hid from the client are kept here.
         self.hidden_errors = hidden_errors
         self.live: set[Exchange] = set()
+        # `KeyboardInterrupt` / `SystemExit` from apps whose client had left: raised by
+        # `aclose`, never dropped (behaviour §7).
+        self.fatal_errors: list[BaseException] = []
 
     def start(
         self,
@@ -129,10 +181,25 @@ class Engine:
         # Finished apps stay live until their consumer lets go; their bodies stay readable.
         exchanges = [exchange for exchange in self.live if not exchange.app_done]
         for exchange in exchanges:
+            exchange.transport_closed = True
             exchange.disconnect()
             exchange.task.cancel()
         for exchange in exchanges:
             await exchange.wait_finished()
+        if self.fatal_errors:
+            first = self.fatal_errors[0]
+            self.fatal_errors.clear()
+            raise first
+
+    def hand_over_fatal(self, exc: BaseException, description: str) -> None:
+        """Keep a fatal error nobody will read for `aclose`, and say so at once (§7)."""
+        logger.error(
+            "ASGI app raised %s after its client left (%s); raised again when the transport closes",
+            type(exc).__name__,
+            description,
+            exc_info=exc,
+        )
+        self.fatal_errors.append(exc)
 
 
 class Exchange:
@@ -141,12 +208,15 @@ class Exchange:
     __slots__ = (
         "_body",
         "_body_iterator",
+        "_body_left",
+        "_body_turn",
         "_consumer_closed",
         "_early",
         "_finished",
         "_first_chunk",
         "_head",
         "_reader_waited",
+        "_reading_body",
         "_recv",
         "_send",
         "_start_waiter",
@@ -163,6 +233,8 @@ class Exchange:
         "status",
         "task",
         "translate",
+        "transport_closed",
+        "upload_error",
     )
 
     def __init__(
@@ -175,31 +247,54 @@ class Exchange:
         self.engine = engine
         self.scope = scope
         self.read_timeout = read_timeout
-        self._body = body
         self._head = scope["method"] == "HEAD"
+
+        # -- the request body, as the app's receive() takes it ----------------------------
+        self._body = body
         self._body_iterator: AsyncIterator[bytes] | None = None
         self.request_complete = False
-        # Opened by `_open_stream` when a side has to wait (see the module's docstring).
-        self._send: MemoryObjectSendStream[object] | None = None
-        self._recv: MemoryObjectReceiveStream[object] | None = None
-        # Chunks sent before the stream was opened; also the 500 answer's body.
-        self._early: list[bytes] = []
-        # Whether a consumer has had to wait (for the start or a chunk); the app then passes
-        # its turn once after its first chunk, so that chunk is not held up by the next ones.
-        self._reader_waited = False
-        self._first_chunk = True
+        # Whether a task of the app is inside the caller's body iterator; other tasks calling
+        # `receive()` meanwhile wait for `_body_turn` (behaviour §7: several may wait at once).
+        self._reading_body = False
+        self._body_turn: Event | None = None
+        # What the caller's own body iterator raised: raised to the caller, never a 500 (§7).
+        self.upload_error: BaseException | None = None
+
+        # -- the app's side: its response, its task, how it ended --------------------------
         self.state = _INIT
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
-        self.disconnected = False
-        self._consumer_closed = False
+        # Body bytes still due by the response's `content-length`; -1 when not checked (§5).
+        self._body_left = -1
+        # The app passes its turn once after its first chunk if a reader waits (see `send`).
+        self._first_chunk = True
+        self.task: AppTask  # bound by `spawn_detached` before the app's first step
         self.app_done = False
         self.error: BaseException | None = None
-        self._finished: Event | None = None
+        # Set when the response completes or the client leaves: a receive() waiting for it.
         self._wake_receive: Event | None = None
+        # Set when the app's task ends: whoever waits for that (`wait_finished`).
+        self._finished: Event | None = None
+
+        # -- the reader's side ------------------------------------------------------------
+        # Set by the start, or by the app's end: a reader waiting for the start.
         self._start_waiter: Event | None = None
-        self.task: AppTask  # bound by `spawn_detached` before the app's first step
+        # Whether a reader has had to wait (for the start or a chunk); the app then passes
+        # its turn once after its first chunk, so that chunk is not held up by the next ones.
+        self._reader_waited = False
+        self._consumer_closed = False
         self.translate: Callable[[Exception], BaseException] = _untranslated
+
+        # -- the pipe between them (see the module's docstring) ---------------------------
+        # Chunks sent before the stream was opened; also the 500 answer's body.
+        self._early: list[bytes] = []
+        # Opened by `_open_stream` when a side has to wait.
+        self._send: MemoryObjectSendStream[object] | None = None
+        self._recv: MemoryObjectReceiveStream[object] | None = None
+
+        # -- the ending, each set once ----------------------------------------------------
+        self.disconnected = False
+        self.transport_closed = False
 
     def bind_task(self, task: AppTask) -> None:
         self.task = task
@@ -207,7 +302,7 @@ class Exchange:
     @property
     def started(self) -> bool:
         """Whether the caller has its response now, with nothing to await (see `ready`)."""
-        return self.state != _INIT and not self.task.caller_cancelled
+        return self.state != _INIT and not self.task.caller_cancelled and self.upload_error is None
 
     async def ready(self) -> None:
         """Wait for the response start, or for the reason there is none."""
@@ -219,13 +314,28 @@ class Exchange:
                 raise
         if self.state == _INIT:
             await self.wait_start()
+        elif self.upload_error is not None:
+            # Failed before the response was handed over: raised from the request, as
+            # httpx over a socket raises it before reading any response (behaviour §7).
+            raise self.upload_error
 
     def complete_body(self) -> list[bytes] | None:
         """All of the body, when the app finished it cleanly before anyone waited."""
-        if self._recv is None and self.state == _COMPLETE and self.app_done:
-            if self.error is None:
-                return self._early
-        return None
+        return self._early if self.body_in_hand else None
+
+    # -- named conditions ---------------------------------------------------------------
+
+    @property
+    def body_in_hand(self) -> bool:
+        """The whole body is in `_early` for good: the app ended cleanly after its final body,
+        no stream was opened and the client is still there. (Then `holds_resources` is False.)"""
+        return (
+            self._recv is None
+            and self.state == _COMPLETE
+            and self.app_done
+            and self.error is None
+            and not self.disconnected
+        )
 
     @property
     def holds_resources(self) -> bool:
@@ -233,10 +343,37 @@ class Exchange:
         app or an open stream. A response complete in the app's first step holds neither."""
         return not self.app_done or self._recv is not None
 
+    @property
+    def _no_more_chunks(self) -> bool:
+        """No chunk will come that has not been sent: the final body was sent or the app ended."""
+        return self.app_done or self.state == _COMPLETE
+
+    @property
+    def _start_settled(self) -> bool:
+        """A reader has no start left to wait for: the app started, ended, or the caller's
+        body failed."""
+        return self.state != _INIT or self.app_done or self.upload_error is not None
+
+    @property
+    def _runs_after_body(self) -> bool:
+        """The body is complete but the app still runs (it may yet raise, behaviour §7)."""
+        return self.state == _COMPLETE and not self.app_done
+
+    @property
+    def _failed_after_body(self) -> bool:
+        """The app raised after it completed the body: the reader got the whole body."""
+        return self.error is not None and self.state == _COMPLETE and self.app_done
+
+    @property
+    def _leaves_nothing_to_finalize(self) -> bool:
+        """With the app ended, the live set may let go: the client left, or no stream was
+        opened that an abandoned response would have to close (see `disconnect`)."""
+        return self.disconnected or self._recv is None
+
     def _open_stream(self) -> None:
         """Open the stream for a side that has to wait, moving the early chunks into it."""
         # Called unsubscripted: `create_memory_object_stream[object]` builds a generic alias
-        # on every call, about 3 us of a small request.
+        # on every call, a noticeable part of a small request.
         send: MemoryObjectSendStream[object]
         recv: MemoryObjectReceiveStream[object]
         send, recv = anyio.create_memory_object_stream(self.engine.max_buffered_chunks)
@@ -255,9 +392,18 @@ class Exchange:
                 await self.engine.app(self.scope, self.receive, self.send)
             except Exception as exc:
                 self._app_raised(exc)
-            except (KeyboardInterrupt, SystemExit) as exc:
-                # Never a 500, never swallowed: handed to the consumer (contract 7).
-                self.error = exc
+            except BaseException as exc:
+                if delivered_cancellation(exc):
+                    raise
+                fatal = fatal_in(exc)
+                if fatal is not None:
+                    # Never a 500, never swallowed: handed to the consumer (behaviour §7).
+                    self.error = fatal
+                else:
+                    # A custom subclass, a group from the app's task group, a CancelledError
+                    # it raised itself: a failure like any other (§7), and it must not reach
+                    # the loop.
+                    self._app_raised(exc)
             else:
                 if self.state == _INIT:
                     self._app_returned()
@@ -274,13 +420,12 @@ class Exchange:
             if isinstance(body, bytes):
                 self.request_complete = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            if self._body_iterator is None:
-                self._body_iterator = aiter(body)
-            async for chunk in self._body_iterator:
-                if chunk:
-                    return {"type": "http.request", "body": bytes(chunk), "more_body": True}
-            self.request_complete = True
-            return {"type": "http.request", "body": b"", "more_body": False}
+            if self._reading_body:
+                # Another task of the app is reading the body: the next message is the one
+                # after its own (behaviour §7).
+                await self._wait_body_turn()
+                return await self.receive()
+            return await self._read_body(body)
         if self.state != _COMPLETE:
             # Nothing more to read: wait until the client leaves or the response completes.
             if self._wake_receive is None:
@@ -288,71 +433,133 @@ class Exchange:
             await self._wake_receive.wait()
         return _DISCONNECT
 
+    async def _read_body(self, body: AsyncIterable[bytes]) -> Message:
+        self._reading_body = True
+        try:
+            if self._body_iterator is None:
+                self._body_iterator = aiter(body)
+            async for chunk in self._body_iterator:
+                if chunk:
+                    return {"type": "http.request", "body": bytes(chunk), "more_body": True}
+            self.request_complete = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        except BaseException as exc:
+            if delivered_cancellation(exc):
+                raise
+            # The caller's own body failed: not the app's fault (behaviour §7).
+            self._upload_failed(exc)
+            return _DISCONNECT
+        finally:
+            self._reading_body = False
+            turn = self._body_turn
+            if turn is not None:
+                self._body_turn = None
+                turn.set()
+
+    async def _wait_body_turn(self) -> None:
+        turn = self._body_turn
+        if turn is None:
+            turn = self._body_turn = self.task.event()
+        await turn.wait()
+
+    def _upload_failed(self, exc: BaseException) -> None:
+        """The caller gets its exception; the app a disconnect, as over a socket (§7)."""
+        self.upload_error = exc
+        if self._send is not None:
+            self._send.close()  # wakes a reader waiting for a chunk: it raises the error
+        if self._start_waiter is not None:
+            self._start_waiter.set()
+        self.disconnect()
+
     async def send(self, message: Message) -> None:
-        # The order is checked even after a disconnect, so a broken app fails the same way.
+        """Place a body chunk for the reader, waiting for room; everything else is sync."""
+        if self.state != _STARTED or message.get("type") != "http.response.body":
+            self._start_or_refuse(message)
+            return
+        body, more_body, ends_short = self._take_body(message)
+        if self.disconnected:
+            return  # a no-op once the client left, as under uvicorn (behaviour §6)
+        if body and not self._head:
+            stream = self._send
+            if stream is None:
+                if len(self._early) < self.engine.max_buffered_chunks:
+                    self._early.append(body)
+                else:  # a buffer's worth ahead: from now on the app may have to wait
+                    self._open_stream()
+                    await self._put(body)
+            else:
+                # Inline: trying without waiting spares a coroutine and a loop trip per chunk.
+                try:
+                    stream.send_nowait(body)
+                except anyio.WouldBlock:
+                    await self._put(body)
+                except anyio.BrokenResourceError:
+                    pass  # the consumer left: send() is a no-op, as under uvicorn
+            if more_body and self._first_chunk and self._reader_waited:
+                # A reader is waiting: let it have the first chunk now, before the app fills
+                # the buffer (time to first byte); from then on the app runs ahead between
+                # the reader's turns (throughput).
+                self._first_chunk = False
+                await self.task.pass_turn()
+        if ends_short:
+            raise RuntimeError(
+                f"ASGI app ended the response body {self._body_left} bytes short of its "
+                "content-length"
+            )
+        if not more_body:
+            if self._send is not None:
+                self._send.close()  # EOF now, even if the app keeps running (contract 5)
+            self._wake()
+
+    def _start_or_refuse(self, message: Message) -> None:
+        """Take `http.response.start` in INIT; refuse anything out of order, by name.
+
+        The order is checked even after a disconnect, so a broken app fails the same way.
+        """
         kind = message.get("type")
-        if self.state == _STARTED:
-            if kind != "http.response.body":
-                if kind == "http.response.start":
-                    raise RuntimeError("ASGI app sent 'http.response.start' twice")
-                raise RuntimeError(f"ASGI app sent {kind!r} while sending the response body")
-            body = message.get("body", b"")
-            if type(body) is not bytes:
-                if not isinstance(body, bytes | bytearray | memoryview):
-                    raise RuntimeError(
-                        f"ASGI 'http.response.body' body must be bytes, got {type(body).__name__}"
-                    )
-                body = bytes(body)
-            more_body = bool(message.get("more_body", False))
-            if not more_body:
-                self.state = _COMPLETE
-            if self.disconnected:
-                return
-            if body and not self._head:
-                stream = self._send
-                if stream is None:
-                    if len(self._early) < self.engine.max_buffered_chunks:
-                        self._early.append(body)
-                    else:  # a buffer's worth ahead: from now on the app may have to wait
-                        self._open_stream()
-                        await self._put(body)
-                else:
-                    # Inline: trying without waiting spares a coroutine and a loop trip per
-                    # chunk.
-                    try:
-                        stream.send_nowait(body)
-                    except anyio.WouldBlock:
-                        await self._put(body)
-                    except anyio.BrokenResourceError:
-                        pass  # the consumer left: send() is a no-op, as under uvicorn
-                if more_body and self._first_chunk and self._reader_waited:
-                    # A reader is waiting: let it have the first chunk now, before the app
-                    # fills the buffer (time to first byte); from then on the app runs ahead
-                    # between the reader's turns (throughput).
-                    self._first_chunk = False
-                    await self.task.pass_turn()
-            if not more_body:
-                if self._send is not None:
-                    self._send.close()  # EOF now, even if the app keeps running (contract 5)
-                self._wake()
-        elif self.state == _INIT:
-            if kind != "http.response.start":
+        if self.state != _INIT or kind != "http.response.start":
+            raise RuntimeError(_order_violation(self.state, kind))
+        status = message.get("status")
+        if type(status) is not int or not 100 <= status <= 599:
+            status = check_status(status)  # the message for a bad one; int subclasses pass
+        self.status = status
+        self.headers = check_response_headers(message.get("headers", []))
+        if not self._head and status >= 200 and status not in _NO_BODY_STATUSES:
+            self._body_left = _declared_length(self.headers)
+        self.state = _STARTED
+        if self._start_waiter is not None:
+            self._start_waiter.set()
+
+    def _take_body(self, message: Message) -> tuple[bytes, bool, bool]:
+        """The chunk of an `http.response.body` in STARTED, whether more follows, and whether
+        it ends the body short of its `content-length`; moves to COMPLETE at the final one."""
+        body = message.get("body", b"")
+        if type(body) is not bytes:
+            if not isinstance(body, bytes | bytearray | memoryview):
                 raise RuntimeError(
-                    f"ASGI app sent {kind!r} before 'http.response.start'"
-                    if kind == "http.response.body"
-                    else f"ASGI app sent unknown message type {kind!r}; "
-                    "expected 'http.response.start'"
+                    f"ASGI 'http.response.body' body must be bytes, got {type(body).__name__}"
                 )
-            status = message.get("status")
-            if type(status) is not int or not 100 <= status <= 599:
-                status = check_status(status)  # the message for a bad one; int subclasses pass
-            self.status = status
-            self.headers = check_response_headers(message.get("headers", []))
-            self.state = _STARTED
-            if self._start_waiter is not None:
-                self._start_waiter.set()
-        else:
-            raise RuntimeError(f"ASGI app sent {kind!r} after the response was complete")
+            body = bytes(body)
+        more_body = bool(message.get("more_body", False))
+        ends_short = False
+        if self._body_left >= 0 and not self.disconnected:
+            ends_short = self._count_body(len(body), more_body)
+            if ends_short:
+                more_body = True  # the bytes sent reach the reader; then the error
+        if not more_body:
+            self.state = _COMPLETE
+        return body, more_body, ends_short
+
+    def _count_body(self, size: int, more_body: bool) -> bool:
+        """Count a chunk against `content-length`; whether the body ends short of it (§5).
+
+        Too many bytes fail here, before the chunk is placed, as a server refuses them.
+        """
+        left = self._body_left - size
+        if left < 0:
+            raise RuntimeError("ASGI app sent more body bytes than its content-length declares")
+        self._body_left = left
+        return not more_body and left > 0
 
     async def _put(self, item: bytes) -> None:
         assert self._send is not None
@@ -372,9 +579,13 @@ class Exchange:
         label = self.engine.log_label
         return f"{self.scope['method']} {self.scope['path']}" + (f" ({label})" if label else "")
 
-    def _app_raised(self, exc: Exception) -> None:
+    def _app_raised(self, exc: BaseException) -> None:
         self.error = exc
         engine = self.engine
+        if self.upload_error is not None:
+            # The app only saw the disconnect that the caller's own failure caused.
+            logger.debug("ASGI app raised after the request body failed", exc_info=exc)
+            return
         if self.state == _INIT:
             if not engine.raise_app_exceptions:
                 logger.error(
@@ -421,13 +632,15 @@ class Exchange:
 
     def _finish(self) -> None:
         self.app_done = True
+        self.task.release()
+        if self.disconnected:
+            self._hand_over_fatal()
         if self._send is not None:
             self._send.close()
         if self._start_waiter is not None:
             self._start_waiter.set()
         self._wake()
-        if self.disconnected or self._recv is None:
-            # Nothing left to release: no task, and no stream to be finalized (see disconnect).
+        if self._leaves_nothing_to_finalize:
             self.engine.live.discard(self)
         if self._finished is not None:
             self._finished.set()
@@ -435,6 +648,21 @@ class Exchange:
     def _wake(self) -> None:
         if self._wake_receive is not None:
             self._wake_receive.set()
+        if self._body_turn is not None:
+            self._body_turn.set()
+
+    def _take_fatal(self) -> BaseException | None:
+        error = self.error
+        if error is not None and _is_fatal(error):
+            self.error = None  # raised once
+            return error
+        return None
+
+    def _hand_over_fatal(self) -> None:
+        """A fatal error of an app whose client left goes to the transport's `aclose` (§7)."""
+        fatal = self._take_fatal()
+        if fatal is not None:
+            self.engine.hand_over_fatal(fatal, self._describe())
 
     # -- the consumer's side ----------------------------------------------------------------
 
@@ -444,6 +672,8 @@ class Exchange:
         try:
             if not self.app_done:
                 await self._wait_for_start()
+            if self.upload_error is not None:
+                raise self.upload_error
             if self.state == _INIT:  # the app ended without starting a response
                 self._start_failed()
         except BaseException:
@@ -458,7 +688,7 @@ class Exchange:
         # starts within it, which spares the event and the read timeout's scope.
         for _ in range(2 if task.shuffles_turns else 1):
             await task.checkpoint()
-            if self.state != _INIT or self.app_done:
+            if self._start_settled:
                 return
         waiter = self._start_waiter = task.event()
         timeout = self.read_timeout
@@ -472,10 +702,15 @@ class Exchange:
             raise CoreReadTimeout(f"no response start from the app within {timeout} s") from None
 
     def _start_failed(self) -> None:
-        error = self.error
-        if error is not None and _is_fatal(error):
+        fatal = self._take_fatal()
+        if fatal is not None:
             self._close_receiving()
-            raise error
+            raise fatal
+        error = self.error
+        if self.transport_closed:
+            # Not the app's failure: a made-up 500 would be retried by SDKs (behaviour §7).
+            self._close_receiving()
+            raise CoreProtocolError("the transport was closed before the app started a response")
         if self.engine.raise_app_exceptions:
             self._close_receiving()
             if error is None:  # cancelled before it started: only when the transport closed
@@ -492,12 +727,19 @@ class Exchange:
         if self._recv is not None:
             self._recv.close()
 
+    def _closed_error(self) -> BaseException:
+        """What a read after the disconnect raises: the caller's own body error if that was
+        why (behaviour §7), else what a closed stream raises."""
+        if self.upload_error is not None:
+            return self.upload_error
+        return CoreStreamClosed()
+
     def _take(self) -> object:
         recv = self._recv
         if recv is None:  # every chunk so far came early
             if self.disconnected:
-                raise CoreStreamClosed  # as a closed stream would
-            return _EOF if self.app_done or self.state == _COMPLETE else _PENDING
+                raise self._closed_error()  # as a closed stream would
+            return _EOF if self._no_more_chunks else _PENDING
         try:
             return recv.receive_nowait()
         except anyio.WouldBlock:
@@ -505,7 +747,7 @@ class Exchange:
         except anyio.EndOfStream:
             return _EOF
         except anyio.ClosedResourceError:
-            raise CoreStreamClosed from None
+            raise self._closed_error() from None
 
     async def _turn_and_take(self) -> object:
         """One turn of the loop, then the next item if it has come (else `_PENDING`)."""
@@ -536,7 +778,7 @@ class Exchange:
         except anyio.EndOfStream:
             return _EOF
         except anyio.ClosedResourceError:
-            raise CoreStreamClosed from None
+            raise self._closed_error() from None
         except TimeoutError:
             self.disconnect()
             raise CoreReadTimeout(f"no response data from the app within {timeout} s") from None
@@ -553,10 +795,8 @@ class Exchange:
         try:
             if self._early:
                 return self._early.pop(0)
-            if self._consumer_closed:
-                raise CoreStreamClosed
-            if self._recv is None and self.state == _COMPLETE and self.error is None:
-                raise StopAsyncIteration  # complete before anyone waited: no stream to close
+            if self.disconnected:
+                raise self._closed_error()
             item = self._take()
             if item is _PENDING:
                 # One turn, then a look, as `_turn_and_take` does, spelled out in place: this
@@ -581,9 +821,12 @@ class Exchange:
 
     def _end_of_body(self) -> None:
         self._close_receiving()
+        if self.upload_error is not None:
+            raise self.upload_error
+        fatal = self._take_fatal()
+        if fatal is not None:
+            raise fatal
         error = self.error
-        if error is not None and _is_fatal(error):
-            raise error
         if self.state == _COMPLETE:
             raise StopAsyncIteration
         if error is not None:
@@ -603,7 +846,7 @@ class Exchange:
         self._consumer_closed = True
         engine = self.engine
         wait = engine.raise_app_exceptions or engine.hidden_errors is not None
-        if wait and self.state == _COMPLETE and not self.app_done:
+        if wait and self._runs_after_body:
             # So an exception raised after the final body surfaces here (contract 7).
             try:
                 async with self.task.timeout(engine.disconnect_grace):
@@ -612,13 +855,18 @@ class Exchange:
                 pass  # the app runs on past the grace period: disconnected below
             finally:
                 # Also when the closing caller is cancelled: the app must not run on (contract 6).
+                fatal = self._take_fatal()
                 self.disconnect()
+                if fatal is not None:
+                    raise fatal
+        fatal = self._take_fatal()
         self.disconnect()
-        error = self.error
-        if error is not None and self.state == _COMPLETE and self.app_done:
-            if _is_fatal(error) or engine.raise_app_exceptions:
-                self.error = None  # raised once
-                raise error
+        if fatal is not None:
+            raise fatal
+        if self._failed_after_body and engine.raise_app_exceptions:
+            error, self.error = self.error, None  # raised once
+            assert error is not None
+            raise error
 
     def disconnect(self) -> None:
         """Tell the app the client is gone; cancel its task after the grace period. Sync."""
@@ -632,6 +880,7 @@ class Exchange:
             # Kept live until now, so that a response abandoned after its app ended is
             # finalized before its receive stream, which is closed here (contract 6).
             self.engine.live.discard(self)
+            self._hand_over_fatal()
         else:
             self.task.cancel_after(self.engine.disconnect_grace)
 
@@ -669,6 +918,19 @@ class AbandonGuard:
 
     def __del__(self) -> None:
         self.exchange.abandon()
+
+
+def _order_violation(state: ResponseState, kind: object) -> str:
+    """Why the app may not send a message of type `kind` in `state` (behaviour §7)."""
+    if state == _COMPLETE:
+        return f"ASGI app sent {kind!r} after the response was complete"
+    if state == _STARTED:
+        if kind == "http.response.start":
+            return "ASGI app sent 'http.response.start' twice"
+        return f"ASGI app sent {kind!r} while sending the response body"
+    if kind == "http.response.body":
+        return f"ASGI app sent {kind!r} before 'http.response.start'"
+    return f"ASGI app sent unknown message type {kind!r}; expected 'http.response.start'"
 
 
 def _untranslated(exc: Exception) -> BaseException:

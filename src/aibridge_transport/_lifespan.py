@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from ._backend import spawn_detached
+from ._backend import delivered_cancellation, fatal_in, spawn_detached
 from ._errors import AIBridgeTransportError
 from .types import ASGIApp, Message
 
@@ -45,7 +45,11 @@ class Lifespan:
             with self._cancel_scope, self._from_app_send:
                 try:
                     await self.app(scope, self._receive, self._send)
-                except Exception as exc:
+                except BaseException as exc:
+                    # Everything but the task's own cancellation: anything else escaping a
+                    # task spawned at loop level is lost (asyncio) or ends `trio.run` (trio).
+                    if delivered_cancellation(exc):
+                        raise
                     self._error = exc
         finally:
             self._to_app.close()
@@ -83,11 +87,16 @@ class Lifespan:
             raise
         if reply is None:
             # An app that raises or returns at once does not speak lifespan: tolerated,
-            # as uvicorn's `lifespan="auto"` does.
+            # as uvicorn's `lifespan="auto"` does. Not when it raised something other than
+            # an `Exception`: that is a failure, never taken for "no lifespan" (behaviour §7).
             self.supported = False
             await self._done.wait()
             self._close_streams()
-            if self._error is not None:
+            error = self._error
+            if error is not None and not isinstance(error, Exception):
+                _raise_fatal(error)
+                raise LifespanError(f"lifespan startup raised: {error!r}") from error
+            if error is not None:
                 logger.info("ASGI app does not support lifespan (%r); going on", self._error)
             return
         if reply["type"] == "lifespan.startup.failed":
@@ -112,6 +121,7 @@ class Lifespan:
         await self._finish()
         if reply is None:
             if self._error is not None:
+                _raise_fatal(self._error)
                 raise LifespanError(f"lifespan shutdown raised: {self._error!r}") from self._error
             return
         if reply["type"] == "lifespan.shutdown.failed":
@@ -130,3 +140,10 @@ class Lifespan:
     def _close_streams(self) -> None:
         self._to_app_send.close()
         self._from_app.close()
+
+
+def _raise_fatal(error: BaseException) -> None:
+    """`KeyboardInterrupt` and `SystemExit` leave as they are, never wrapped (behaviour §7)."""
+    fatal = fatal_in(error)
+    if fatal is not None:
+        raise fatal
