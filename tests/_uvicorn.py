@@ -30,9 +30,12 @@ class _Server(uvicorn.Server):
 
 @contextmanager
 def running_server(
-    app: ASGIApp, *, lifespan: Literal["on", "off", "auto"] = "auto"
+    app: ASGIApp, *, lifespan: Literal["on", "off", "auto"] = "auto", root_path: str = ""
 ) -> Iterator[str]:
-    """Serve `app` on a free port; yield its base URL (`http://127.0.0.1:<port>`)."""
+    """Serve `app` on a free port; yield its base URL (`http://127.0.0.1:<port>`).
+
+    `root_path` is uvicorn's `--root-path`: the app is told it is mounted there.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -40,6 +43,7 @@ def running_server(
     config = uvicorn.Config(
         app,
         lifespan=lifespan,
+        root_path=root_path,
         log_level="warning",
         access_log=False,
         loop="asyncio",
