@@ -14,9 +14,13 @@ factory and a real uvicorn. The routes, in each framework's own idiom:
 | `GET  BASE/raise` | raises: the framework's own 500 |
 | `GET  BASE/cookies` | three `Set-Cookie` headers |
 | `GET  BASE/latin1` | an `x-latin: café` header; the body is the request's `x-latin` as decoded |
-| `GET  BASE/inspect/<tail>` | JSON: the path, the tail and the query pairs as the framework parsed them |
-| `GET  BASE/sub/where` | a sub-app (mounted where the framework mounts ASGI apps) reporting its path |
+| `GET  BASE/inspect/<tail>` | JSON: the path, tail and query pairs as the framework parsed them |
+| `GET  BASE/sub/where` | a sub-app (an ASGI mount where the framework has one) reports its path |
 | `GET  BASE/state` | JSON: what the app's lifespan startup left for its handlers |
+| `GET  BASE/background` | a response, then a background task that ends once the client closed |
+
+The last route exists where the framework runs background tasks inside the request's ASGI
+call (Starlette, FastAPI, Litestar).
 
 `Recorder`, a raw ASGI middleware around each framework app, keeps the scope as the
 framework received it (by the request's `x-probe` header), so what the app saw is compared
@@ -29,7 +33,7 @@ import contextlib
 import itertools
 import json
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +51,7 @@ import falcon.asgi
 import fastapi
 import fastapi.responses
 import litestar
+import litestar.background_tasks
 import litestar.datastructures
 import litestar.handlers
 import litestar.params
@@ -55,6 +60,7 @@ import quart
 import sanic
 import sanic.response
 import starlette.applications
+import starlette.background
 import starlette.requests
 import starlette.responses
 import starlette.routing
@@ -74,8 +80,9 @@ LitestarRequest = litestar.Request[Any, Any, Any]
 
 __all__ = [
     "BASE",
-    "FRAMEWORKS",
     "ENDINGS",
+    "FRAMEWORKS",
+    "STARTED",
     "VIEWS",
     "Framework",
     "gate",
@@ -102,7 +109,9 @@ def gate(name: str) -> threading.Event:
 
 async def wait_for(name: str) -> None:
     # A thread wait: under uvicorn the app runs on another thread's loop than the test.
-    if not await anyio.to_thread.run_sync(gate(name).wait, GATE_TIMEOUT):
+    # Abandoned on cancellation, so that cancelling the app is not held up by the thread.
+    flag = gate(name)
+    if not await anyio.to_thread.run_sync(flag.wait, GATE_TIMEOUT, abandon_on_cancel=True):
         raise AssertionError(f"{name} never happened: was the previous chunk delivered?")
 
 
@@ -127,6 +136,11 @@ JSON_BODY = {"hello": "wörld", "numbers": [1, 2, 3]}
 STARTED = "lifespan-ran"
 COOKIES = (("a", "1"), ("b", "2"), ("c", "3"))
 LATIN = "café"
+
+
+async def after_response(probe: str) -> None:
+    """A background task: the work an app does after its response, until the client left."""
+    await wait_for(f"{probe}/client-closed")
 
 
 def status_body(code: int) -> bytes:
@@ -199,7 +213,7 @@ def _probe(headers: Any) -> str:
 # -- Starlette and FastAPI ------------------------------------------------------------------
 
 
-def starlette_app() -> ASGIApp:
+def starlette_app() -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: starlette.applications.Starlette) -> AsyncIterator[dict[str, str]]:
         yield {"started": STARTED}
@@ -248,6 +262,10 @@ def starlette_app() -> ASGIApp:
         started = getattr(request.state, "started", None)
         return starlette.responses.JSONResponse({"started": started})
 
+    async def background(request: StarletteRequest) -> StarletteResponse:
+        task = starlette.background.BackgroundTask(after_response, _probe(request.headers))
+        return StarletteResponse(b"sent", background=task)
+
     Route = starlette.routing.Route
     return starlette.applications.Starlette(
         routes=[
@@ -261,13 +279,14 @@ def starlette_app() -> ASGIApp:
             Route(f"{BASE}/latin1", latin1),
             Route(f"{BASE}/inspect/{{tail:path}}", inspect),
             Route(f"{BASE}/state", state),
+            Route(f"{BASE}/background", background),
             starlette.routing.Mount(f"{BASE}/sub", where),
         ],
         lifespan=lifespan,
     )
 
 
-def fastapi_app() -> ASGIApp:
+def fastapi_app() -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: fastapi.FastAPI) -> AsyncIterator[dict[str, str]]:
         yield {"started": STARTED}
@@ -323,6 +342,11 @@ def fastapi_app() -> ASGIApp:
     async def state(request: fastapi.Request) -> dict[str, Any]:
         return {"started": getattr(request.state, "started", None)}
 
+    @app.get(f"{BASE}/background")
+    async def background(request: fastapi.Request, tasks: fastapi.BackgroundTasks) -> str:
+        tasks.add_task(after_response, _probe(request.headers))
+        return "sent"
+
     app.mount(f"{BASE}/sub", where)
     return app
 
@@ -330,7 +354,7 @@ def fastapi_app() -> ASGIApp:
 # -- Litestar -------------------------------------------------------------------------------
 
 
-def litestar_app() -> ASGIApp:
+def litestar_app() -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: litestar.Litestar) -> AsyncIterator[None]:
         app.state.started = STARTED
@@ -386,18 +410,26 @@ def litestar_app() -> ASGIApp:
     async def state(state: litestar.datastructures.State) -> dict[str, Any]:
         return {"started": state.get("started")}
 
-    @litestar.handlers.asgi(f"{BASE}/sub", is_mount=True)
+    @litestar.get(f"{BASE}/background")
+    async def background(request: LitestarRequest) -> litestar.Response[bytes]:
+        task = litestar.background_tasks.BackgroundTask(after_response, _probe(request.headers))
+        return litestar.Response(b"sent", background=task)
+
+    @litestar.handlers.asgi(f"{BASE}/sub", is_mount=True, copy_scope=True)
     async def sub(scope: Scope, receive: Receive, send: Send) -> None:
         await where(scope, receive, send)
 
-    handlers = [json_, echo, stream, sse, status, raise_, cookies, latin1, inspect, state, sub]
+    handlers = [
+        *(json_, echo, stream, sse, status, raise_, cookies, latin1, inspect, state),
+        *(background, sub),
+    ]
     return litestar.Litestar(route_handlers=handlers, lifespan=[lifespan], openapi_config=None)
 
 
 # -- Quart ----------------------------------------------------------------------------------
 
 
-def quart_app() -> ASGIApp:
+def quart_app() -> Any:
     request = quart.request
     app = quart.Quart(f"matrix_quart_{next(_serial)}")
 
@@ -553,7 +585,7 @@ class _URLConf:
 _django_lock = threading.Lock()
 
 
-def django_app() -> ASGIApp:
+def django_app() -> Any:
     # Settings are process-wide in Django: configured once, by the first app built.
     with _django_lock:
         if not django.conf.settings.configured:
@@ -567,8 +599,7 @@ def django_app() -> ASGIApp:
                 USE_TZ=True,
             )
             django.setup(set_prefix=False)
-    app: ASGIApp = django.core.asgi.get_asgi_application()
-    return app
+    return django.core.asgi.get_asgi_application()
 
 
 # -- Falcon ---------------------------------------------------------------------------------
@@ -578,7 +609,7 @@ class _FalconStartup:
     def __init__(self, started: dict[str, str]) -> None:
         self.started = started
 
-    async def process_startup(self, scope: Scope, event: dict[str, Any]) -> None:
+    async def process_startup(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         self.started["started"] = STARTED
 
 
@@ -638,7 +669,7 @@ class _FalconApp:
         resp.media = {"path": req.path, "root_path": req.root_path}
 
 
-def falcon_app() -> ASGIApp:
+def falcon_app() -> Any:
     started: dict[str, str] = {}
     resource = _FalconApp(started)
     app = falcon.asgi.App(middleware=[_FalconStartup(started)])
@@ -663,7 +694,7 @@ def falcon_app() -> ASGIApp:
 # -- BlackSheep -----------------------------------------------------------------------------
 
 
-def blacksheep_app() -> ASGIApp:
+def blacksheep_app() -> Any:
     app = blacksheep.Application()
     started: dict[str, str] = {}
 
@@ -752,7 +783,7 @@ async def _sanic_gated(request: sanic.Request, template: str, content_type: str)
     await streamed.eof()
 
 
-def sanic_app() -> ASGIApp:
+def sanic_app() -> Any:
     response = sanic.response
     # At each app's startup Sanic rewrites methods of its own classes from their source
     # ("touchup"), which works once per process unless test mode keeps the originals; here
@@ -762,7 +793,7 @@ def sanic_app() -> ASGIApp:
     app = sanic.Sanic(f"matrix_sanic_{next(_serial)}")
 
     @app.before_server_start
-    async def startup(app: sanic.Sanic, loop: Any) -> None:
+    async def startup(app: sanic.Sanic[Any, Any]) -> None:
         app.ctx.started = STARTED
 
     @app.get(f"{BASE}/json")
@@ -826,7 +857,8 @@ class Framework:
     """A framework in the matrix: how to build its app, and whether it runs on trio."""
 
     name: str
-    build: Callable[[], ASGIApp]
+    # Any: each framework types its ASGI callable in its own way.
+    build: Callable[[], Any]
     # None when the framework runs on trio; otherwise why it does not.
     not_on_trio: str | None
 

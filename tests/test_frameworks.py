@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import httpx2
 import pytest
-from _uvicorn import running_server
+from _uvicorn import ServerThread
 from framework_apps import BASE, ENDINGS, FRAMEWORKS, STARTED, VIEWS, Framework, gate, wait_for
 
 import aibridge_transport.httpx2
@@ -108,6 +107,7 @@ ROOT_PATH_CASES = [
     case for case in CASES if case.name in {"json", "escaped-path", "mounted", "not-found"}
 ]
 STATE_CASE = Case("lifespan-state", "GET", "/state")
+BACKGROUND_CASE = Case("background", "GET", "/background")
 
 # Bare transports: `raise_app_exceptions=False`, as a server answers rather than raising.
 TRANSPORTS = ["asgi-httpx", "asgi-httpx2", "factory"]
@@ -157,12 +157,19 @@ async def over_socket(base_url: str, case: Case, flavour: str = "httpx") -> Outc
     probe = uuid.uuid4().hex
     async with FLAVOURS[flavour].AsyncClient(base_url=base_url) as client:
         outcome = await fetch(client, case, BASE + case.path, probe)
+    gate(f"{probe}/client-closed").set()
     outcome.ended = await ending(probe)
     return outcome
 
 
 async def in_process(
-    framework: Framework, base_url: str, case: Case, transport: str, root_path: str = ""
+    framework: Framework,
+    base_url: str,
+    case: Case,
+    transport: str,
+    root_path: str = "",
+    *,
+    end_before_close: bool = True,
 ) -> Outcome:
     app = framework.app()
     probe = uuid.uuid4().hex
@@ -187,6 +194,10 @@ async def in_process(
         async with module.AsyncClient(transport=chosen, base_url=base_url) as client:
             with with_delegated_api_key_id("key-1"):
                 outcome = await fetch(client, case, path, probe)
+            if end_before_close:
+                outcome.ended = await ending(probe)
+        if not end_before_close:
+            gate(f"{probe}/client-closed").set()
             outcome.ended = await ending(probe)
     return outcome
 
@@ -227,22 +238,33 @@ def assert_same(expected: Outcome, actual: Outcome, case: Case, *, compare_state
 
 
 class Servers:
-    def __init__(self, stack: ExitStack) -> None:
-        self._stack = stack
-        self._urls: dict[tuple[str, str], str] = {}
+    """Started on first use; all stopped together at the end of the module."""
+
+    def __init__(self) -> None:
+        self._running: dict[tuple[str, str], ServerThread] = {}
 
     def url(self, framework: Framework, root_path: str = "") -> str:
         key = (framework.name, root_path)
-        if key not in self._urls:
-            server = running_server(framework.app(), root_path=root_path)
-            self._urls[key] = self._stack.enter_context(server)
-        return self._urls[key]
+        if key not in self._running:
+            server = ServerThread(framework.app(), root_path=root_path)
+            server.start()
+            self._running[key] = server
+        return self._running[key].url
+
+    def close(self) -> None:
+        for server in self._running.values():
+            server.stop()
+        for server in self._running.values():
+            server.join()
 
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[Servers]:
-    with ExitStack() as stack:
-        yield Servers(stack)
+    running = Servers()
+    try:
+        yield running
+    finally:
+        running.close()
 
 
 @pytest.fixture(params=list(FRAMEWORKS))
@@ -293,3 +315,20 @@ async def test_lifespan_state_same_as_uvicorn(framework: Framework, servers: Ser
     # Django speaks no lifespan; every other framework's startup ran in-process.
     started = None if framework.name == "django" else STARTED
     assert json.loads(actual.body) == {"started": started}
+
+
+# Where the framework runs background tasks inside the request's ASGI call.
+@pytest.mark.parametrize("framework", ["starlette", "fastapi", "litestar"], indirect=True)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_background_task_outlives_the_client(
+    framework: Framework, transport: str, servers: Servers
+) -> None:
+    # uvicorn lets the app run on after a complete response, whatever the client does next;
+    # closing the client right after reading must not cut the app's background task short.
+    base_url = servers.url(framework)
+    expected = await over_socket(base_url, BACKGROUND_CASE, flavour_of(transport))
+    actual = await in_process(
+        framework, base_url, BACKGROUND_CASE, transport, end_before_close=False
+    )
+    assert expected.ended == "returned"
+    assert_same(expected, actual, BACKGROUND_CASE, compare_state=transport == "factory")
