@@ -134,6 +134,15 @@ class Outcome:
     def body(self) -> bytes:
         return b"".join(self.chunks)
 
+    def __repr__(self) -> str:
+        # Short: a failing comparison prints this, and a body may be a mebibyte.
+        body = self.body
+        shown = body if len(body) <= 80 else body[:80] + b"..."
+        return (
+            f"Outcome(status={self.status}, headers={self.headers}, body[{len(body)}]={shown!r},"
+            f" ended={self.ended!r})"
+        )
+
 
 async def fetch(client: Any, case: Case, path: str, probe: str) -> Outcome:
     headers = [*case.headers, ("x-probe", probe.encode())]
