@@ -423,7 +423,10 @@ def litestar_app() -> Any:
         *(json_, echo, stream, sse, status, raise_, cookies, latin1, inspect, state),
         *(background, sub),
     ]
-    return litestar.Litestar(route_handlers=handlers, lifespan=[lifespan], openapi_config=None)
+    # No `logging_config`: Litestar's default one reconfigures the root logger of the process.
+    return litestar.Litestar(
+        route_handlers=handlers, lifespan=[lifespan], openapi_config=None, logging_config=None
+    )
 
 
 # -- Quart ----------------------------------------------------------------------------------
@@ -597,6 +600,8 @@ def django_app() -> Any:
                 MIDDLEWARE=[],
                 INSTALLED_APPS=[],
                 USE_TZ=True,
+                # Django's logging setup would reconfigure the process's loggers.
+                LOGGING_CONFIG=None,
             )
             django.setup(set_prefix=False)
     return django.core.asgi.get_asgi_application()
@@ -789,8 +794,9 @@ def sanic_app() -> Any:
     # ("touchup"), which works once per process unless test mode keeps the originals; here
     # many apps start in one process.
     sanic.Sanic.test_mode = True
-    # Sanic keeps a registry of apps by name: one name per instance.
-    app = sanic.Sanic(f"matrix_sanic_{next(_serial)}")
+    # Sanic keeps a registry of apps by name: one name per instance. Its own logging setup
+    # would lower the root logger's level for the whole process (and every later test).
+    app = sanic.Sanic(f"matrix_sanic_{next(_serial)}", configure_logging=False)
 
     @app.before_server_start
     async def startup(app: sanic.Sanic[Any, Any]) -> None:
