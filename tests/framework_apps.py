@@ -158,6 +158,7 @@ def _view(scope: Scope) -> dict[str, Any]:
         "raw_path": scope["raw_path"],
         "root_path": scope.get("root_path", ""),
         "query_string": scope["query_string"],
+        # `x-probe` names the request for the test; each request has its own.
         "headers": [pair for pair in scope["headers"] if pair[0] != b"x-probe"],
         "server": tuple(scope["server"]) if scope.get("server") else None,
         "client": tuple(scope["client"]) if scope.get("client") else None,

@@ -225,6 +225,7 @@ def comparable_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, 
 def comparable_view(view: dict[str, Any] | None, *, compare_state: bool) -> dict[str, Any]:
     assert view is not None, "the framework never received the request"
     seen = dict(view)
+    # One line per entry of SCOPE_DIFFERENCES.
     seen["client"] = seen["client"][0] if seen["client"] else None
     del seen["extensions"]
     if not compare_state:
