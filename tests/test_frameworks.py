@@ -329,7 +329,21 @@ async def test_lifespan_state_same_as_uvicorn(framework: Framework, servers: Ser
     assert json.loads(actual.body) == {"started": started}
 
 
+# The one known difference in how an app ends. A strict xfail: once the transport lets an
+# app run on as uvicorn does, this fails and the marker goes.
+CLOSE_CANCELS_THE_APP = pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "behaviour §6: closing the transport (the client) cancels every app task it still"
+        " runs, so that none outlives it; uvicorn lets the app run on after its client left,"
+        " so a background task (Starlette, FastAPI, Litestar) or Django's cleanup after the"
+        " response is cut short in-process when the client is closed at once"
+    ),
+)
+
+
 # Where the framework runs background tasks inside the request's ASGI call.
+@CLOSE_CANCELS_THE_APP
 @pytest.mark.parametrize("framework", ["starlette", "fastapi", "litestar"], indirect=True)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_background_task_outlives_the_client(
