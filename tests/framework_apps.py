@@ -180,8 +180,8 @@ class Recorder:
             return
         name = probe.decode()
         VIEWS[name] = _view(scope)
-        # How the framework's call ended: a server lets it run to its end (and reports what
-        # it raised); it must not be cut short once the client has its response.
+        # How the framework's call ended (returned, or what it raised): compared with uvicorn,
+        # which lets every call run to its end.
         ended = "returned"
         try:
             await self.app(scope, receive, send)
