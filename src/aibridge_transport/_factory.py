@@ -13,7 +13,9 @@ from ._context import identity_context as _identity_context
 from ._errors import BridgeNotRegisteredError, MissingDelegatedAPIKeyError
 from ._exchange import Engine
 from ._lifespan import Lifespan
+from ._loop_host import LoopHost
 from ._paths import bridge_path, validate_provider_name
+from ._sync_transport import close_in_process, enter_in_process
 from .types import ASGIApp
 
 __all__ = ["AIBridgeRoute", "Flavour", "InProcessTransportFactory", "TransportFactory"]
@@ -112,6 +114,7 @@ class InProcessTransportFactory:
         self.hidden_app_exceptions: list[BaseException] | None = [] if strict else None
         self._lifespan: Lifespan | None = None
         self._transports: weakref.WeakSet[AIBridgeRoute] = weakref.WeakSet()
+        self._loop_host = LoopHost()  # where sync requests run (behaviour §12)
 
     def _state(self) -> dict[str, Any] | None:
         return self._lifespan.state if self._lifespan is not None else None
@@ -140,6 +143,7 @@ class InProcessTransportFactory:
             hidden_errors=self.hidden_app_exceptions,
         )
         transport = _transport_class(flavor)(engine, provider, source_name)
+        transport.loop_host = self._loop_host  # type: ignore[attr-defined]
         self._transports.add(transport)
         return transport
 
@@ -149,6 +153,7 @@ class InProcessTransportFactory:
         lifespan = Lifespan(self.app)
         await lifespan.start()
         self._lifespan = lifespan
+        self._loop_host.attach()
         return self
 
     async def __aexit__(
@@ -159,6 +164,23 @@ class InProcessTransportFactory:
     ) -> None:
         await self.aclose()
 
+    def __enter__(self) -> Self:
+        """Start a loop thread for sync clients and run the app's lifespan on it."""
+        enter_in_process(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """`aclose()` on the loop thread of sync clients, then stop that thread."""
+        close_in_process(self)
+
     async def aclose(self) -> None:
         """Close every transport handed out, run lifespan shutdown, then (strict) raise."""
         for transport in list(self._transports):
@@ -166,6 +188,7 @@ class InProcessTransportFactory:
         lifespan, self._lifespan = self._lifespan, None
         if lifespan is not None:
             await lifespan.stop()
+        self._loop_host.detach()
         hidden = self.hidden_app_exceptions
         if hidden:
             first = hidden[0]
