@@ -32,6 +32,7 @@ from ._gateway import (
     encode_gateway_key,
 )
 from ._paths import bridge_path, validate_provider_name
+from ._sync_http import SyncHTTPRouteMixin, close_http_factory
 
 __all__ = ["HTTPTransportFactory"]
 
@@ -99,6 +100,7 @@ class _Target:
         self.base = module.URL(base_url)
         self.prefix: bytes = self.base.raw_path.split(b"?", 1)[0].rstrip(b"/")
         self.host: bytes = self.base.netloc
+        self.pool_options = pool_options  # for the sync pool, made on first sync use
         self.pool: Any = module.AsyncHTTPTransport(
             verify=pool_options["verify"],
             limits=module.Limits(
@@ -199,7 +201,7 @@ def _classes(module: ModuleType) -> tuple[type[_HTTPRoute], type[_Body]]:
             "type[_HTTPRoute]",
             type(
                 f"HTTPBridgeTransport[{name}]",
-                (_HTTPRoute, module.AsyncBaseTransport),
+                (_HTTPRoute, SyncHTTPRouteMixin, module.AsyncBaseTransport, module.BaseTransport),
                 {"body_class": body},
             ),
         )
@@ -323,6 +325,21 @@ class HTTPTransportFactory:
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every transport's open sync responses, then the sync connection pools."""
+        close_http_factory(self)
 
     async def aclose(self) -> None:
         """Close every transport's open responses, then the connection pools."""

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from ._loop_host import _Loop
     from .types import Scope
 
-__all__ = ["SyncExchange", "forget_loop_markers", "split_buffer"]
+__all__ = ["Reader", "SyncExchange", "forget_loop_markers", "split_buffer"]
 
 _CORE_ERRORS: Final = (CoreReadTimeout, CoreProtocolError, CoreStreamClosed)
 
@@ -378,8 +378,10 @@ class SyncBody:
         self._sync: SyncExchange | None = sync
 
     # Not a generator: iterating again after a `break` resumes where it stopped (behaviour §5).
+    # A reader of its own, with no `close()`: httpx2 iterates with `yield from`, which would
+    # close the body when its generator is dropped.
     def __iter__(self) -> Iterator[bytes]:
-        return self
+        return Reader(self)
 
     def __next__(self) -> bytes:
         sync = self._sync
@@ -402,6 +404,21 @@ class SyncBody:
         sync = self._sync
         if sync is not None:
             sync.abandon()
+
+
+class Reader:
+    """Iterates a body without owning it (see `SyncBody.__iter__`)."""
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: Iterator[bytes]) -> None:
+        self._body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._body)
 
 
 _SYNC_BODIES: dict[type, type[SyncBody]] = {}

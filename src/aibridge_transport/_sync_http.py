@@ -1,0 +1,182 @@
+"""The sync side of `HTTPTransportFactory`'s transports (behaviour §11 and §12).
+
+No loop thread here: a sync request goes through the flavour's own sync connection pool
+(`httpx.HTTPTransport`), one per factory and flavour, with the same path rules, identity
+headers, redirect refusal and gateway key handling as the async side.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from ._context import delegated_api_key_id_from_context
+from ._errors import GatewayKeyMismatchError, MissingDelegatedAPIKeyError, RedirectRefusedError
+from ._gateway import (
+    DELEGATED_KEY_ID_HEADER,
+    ERROR_HEADER,
+    GATEWAY_KEY_HEADER,
+    GATEWAY_KEY_MISMATCH,
+    HEADER_PREFIX,
+    SOURCE_HEADER,
+)
+from ._paths import bridge_path
+from ._sync import Reader
+
+__all__ = ["SyncHTTPRouteMixin", "close_http_factory", "sync_http_body_class"]
+
+_POOLS = threading.Lock()
+
+
+class SyncHTTPBody:
+    """The bridge's response body for a sync client, closed with the transport."""
+
+    stream_closed: ClassVar[type[Exception]]
+
+    __slots__ = ("__weakref__", "_closed", "_iterator", "_owner", "_stream")
+
+    def __init__(self, stream: Any, owner: weakref.WeakSet[SyncHTTPBody]) -> None:
+        self._stream = stream
+        self._iterator: Iterator[bytes] | None = None
+        self._closed = False
+        self._owner = owner
+        owner.add(self)
+
+    # One iterator over the pool's stream: iterating again resumes (behaviour §5).
+    def __iter__(self) -> Iterator[bytes]:
+        return Reader(self)
+
+    def __next__(self) -> bytes:
+        if self._closed:
+            raise self.stream_closed()
+        if self._iterator is None:
+            self._iterator = iter(self._stream)
+        return next(self._iterator)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._owner.discard(self)
+        self._iterator = None
+        self._stream.close()
+
+
+_BODIES: dict[type, type[SyncHTTPBody]] = {}
+
+
+def sync_http_body_class(module: Any) -> type[SyncHTTPBody]:
+    cached = _BODIES.get(module.SyncByteStream)
+    if cached is None:
+        cached = type(
+            f"HTTPBridgeSyncBody[{module.__name__}]",
+            (SyncHTTPBody, module.SyncByteStream),
+            {"__slots__": (), "stream_closed": module.StreamClosed},
+        )
+        _BODIES[module.SyncByteStream] = cached
+    return cached
+
+
+def _sync_pool(target: Any) -> Any:
+    pool = getattr(target, "sync_pool", None)
+    if pool is None:
+        with _POOLS:
+            pool = getattr(target, "sync_pool", None)
+            if pool is None:
+                module = target.module
+                options = target.pool_options
+                pool = target.sync_pool = module.HTTPTransport(
+                    verify=options["verify"],
+                    limits=module.Limits(
+                        max_connections=options["max_connections"],
+                        max_keepalive_connections=options["max_keepalive_connections"],
+                        keepalive_expiry=options["keepalive_expiry"],
+                    ),
+                )
+    return pool
+
+
+class SyncHTTPRouteMixin:
+    """`handle_request` and `close` for the transports of `HTTPTransportFactory`."""
+
+    _target: Any
+    _provider: str
+    _identity_source: bytes
+    _gateway_key: bytes
+    _sync_bodies: weakref.WeakSet[SyncHTTPBody] | None = None
+
+    def _forwarded(self, request: Any, key_id: str) -> Any:
+        # Built in a frame of its own, gone before anything is sent: no frame of a failing
+        # request holds the gateway key in a local (behaviour §11).
+        target = self._target
+        placed = bridge_path(self._provider, request.url.raw_path.split(b"?", 1)[0].decode("ascii"))
+        query: bytes = request.url.query
+        url = target.base.copy_with(
+            raw_path=target.prefix + placed.raw_path + (b"?" + query if query else b"")
+        )
+        # The caller's own X-AIBridge-* headers are never trusted, so never sent (behaviour §11).
+        headers = [(b"Host", target.host)]
+        headers += [
+            (name, value)
+            for name, value in request.headers.raw
+            if not (name.lower() == b"host" or name.lower().startswith(HEADER_PREFIX))
+        ]
+        headers += [
+            (GATEWAY_KEY_HEADER, self._gateway_key),
+            (DELEGATED_KEY_ID_HEADER, key_id.encode("utf-8")),
+            (SOURCE_HEADER, self._identity_source),
+        ]
+        return target.module.Request(
+            request.method,
+            url,
+            headers=headers,
+            stream=request.stream,
+            extensions=dict(request.extensions),
+        )
+
+    def handle_request(self, request: Any) -> Any:
+        key_id = delegated_api_key_id_from_context()
+        if key_id is None:
+            raise MissingDelegatedAPIKeyError()  # before anything is sent (behaviour §4)
+        forwarded = self._forwarded(request, key_id)
+        response = _sync_pool(self._target).handle_request(forwarded)
+        status: int = response.status_code
+        if 300 <= status < 400 and status != 304:
+            response.stream.close()
+            raise RedirectRefusedError(status, response.headers.get("location"))
+        if status == 401 and response.headers.get(ERROR_HEADER.decode()) == (
+            GATEWAY_KEY_MISMATCH.decode()
+        ):
+            response.stream.close()
+            raise GatewayKeyMismatchError()
+        bodies = self._sync_bodies
+        if bodies is None:
+            bodies = self._sync_bodies = weakref.WeakSet()
+        module = self._target.module
+        return module.Response(
+            status,
+            headers=response.headers.raw,
+            stream=sync_http_body_class(module)(response.stream, bodies),
+            extensions=response.extensions,
+        )
+
+    def close(self) -> None:
+        """Close this transport's open sync responses; the shared pool stays open."""
+        if self._sync_bodies is not None:
+            for body in list(self._sync_bodies):
+                body.close()
+
+
+def close_http_factory(factory: Any) -> None:
+    """`HTTPTransportFactory.close()`: its transports' sync responses, then its sync pools."""
+    for transport in list(factory._transports):
+        transport.close()
+    with factory._lock:
+        targets = list(factory._targets.values())
+    for target in targets:
+        pool = getattr(target, "sync_pool", None)
+        if pool is not None:
+            target.sync_pool = None
+            pool.close()
