@@ -161,6 +161,7 @@ def test_openai_crash_mid_stream_is_a_connection_error(
     module: Any = httpx2 if flavour == "httpx2" else httpx
     protocol_error = caught.value.__cause__
     assert type(protocol_error) is module.RemoteProtocolError
+    assert protocol_error is not None
     assert isinstance(protocol_error.__cause__, SimulatedCrash)
     assert len(bridge.requests) == 1
 
