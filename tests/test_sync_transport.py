@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 import httpx2
 import pytest
@@ -22,6 +23,7 @@ from aibridge_transport import (
     delegated_api_key_id_from_context,
     with_delegated_api_key_id,
 )
+from aibridge_transport._loop_host import call_soon
 from aibridge_transport.httpx2 import StreamingASGITransport as StreamingASGITransport2
 from aibridge_transport.types import Receive, Scope, Send
 
@@ -398,7 +400,8 @@ def test_lifespan_through_the_sync_context_manager() -> None:
     assert set(threading.enumerate()) == before
 
 
-def test_request_on_the_loop_thread_is_refused_not_deadlocked() -> None:
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_request_on_the_loop_thread_is_refused_not_deadlocked(backend: str) -> None:
     called = []
     outcome: list[BaseException] = []
 
@@ -415,7 +418,9 @@ def test_request_on_the_loop_thread_is_refused_not_deadlocked() -> None:
                 except RuntimeError as exc:
                     outcome.append(exc)
 
-    thread = threading.Thread(target=anyio.run, args=(main,), daemon=True)
+    thread = threading.Thread(
+        target=anyio.run, args=(main,), kwargs={"backend": backend}, daemon=True
+    )
     thread.start()
     thread.join(WAIT)
     assert not thread.is_alive(), "the sync request on the loop's own thread hung"
@@ -423,7 +428,8 @@ def test_request_on_the_loop_thread_is_refused_not_deadlocked() -> None:
     assert called == []
 
 
-def test_request_from_a_thread_running_another_loop_works() -> None:
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_request_from_a_thread_running_another_loop_works(backend: str) -> None:
     results: list[bytes] = []
     with InProcessTransportFactory(echo) as factory:
         client = httpx.Client(transport=factory.transport_for("openai", Source.AGENTS))
@@ -432,7 +438,7 @@ def test_request_from_a_thread_running_another_loop_works() -> None:
             with with_delegated_api_key_id("k"):
                 results.append(client.get("http://app/v1/x").content)  # noqa: ASYNC212
 
-        thread = threading.Thread(target=anyio.run, args=(main,))
+        thread = threading.Thread(target=anyio.run, args=(main,), kwargs={"backend": backend})
         thread.start()
         thread.join(WAIT)
         client.close()
@@ -467,3 +473,31 @@ async def test_async_entered_factory_serves_worker_threads() -> None:
         assert loop_threads() == before  # served by this loop, no thread of its own
     library = sniffio.current_async_library().encode()
     assert body == library + b"|" + library
+
+
+def test_raise_mode_exception_after_the_final_body_surfaces_at_close() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start())
+        await send(chunk(b"first"))
+        await send(chunk(b"", more_body=False))
+        raise ValueError("after the response")
+
+    with httpx.Client(transport=StreamingASGITransport(app), base_url="http://app") as client:
+        response = client.send(client.build_request("GET", "/"), stream=True)
+        iterator = response.iter_raw()
+        assert next(iterator) == b"first"
+        # httpx closes the response when its body ends: the close raises it.
+        with pytest.raises(ValueError, match="after the response"):
+            next(iterator)
+
+
+@pytest.mark.anyio
+async def test_the_loop_wake_used_by_readers_still_exists() -> None:
+    # `call_soon` relies on the backend's scheduling hook behind anyio's public token.
+    woken = anyio.Event()
+    token = anyio.lowlevel.current_token()
+    thread = threading.Thread(target=call_soon, args=(token, woken.set))
+    thread.start()
+    with anyio.fail_after(WAIT):
+        await woken.wait()
+    thread.join()
