@@ -110,14 +110,14 @@ def test_openai_chat_stream_arrives_token_by_token(
     received: list[str] = []
     stream = client.chat.completions.create(model="gpt-test", messages=MESSAGES, stream=True)
     record = bridge.last_request
-    on_loop(factory, gate.release)
+    gate.release()  # from this thread: the gate wakes the bridge on its loop
     with stream:
         for chunk in stream:
             content = chunk.choices[0].delta.content if chunk.choices else None
             if content:
                 received.append(content)
                 assert record.tokens_sent == len(received)  # lock-step across threads
-                on_loop(factory, gate.release)
+                gate.release()
     client.close()
     assert received == ["Hello", " there", " friend"]
     assert ended(factory, record) == "completed"
