@@ -501,3 +501,30 @@ async def test_the_loop_wake_used_by_readers_still_exists() -> None:
     with anyio.fail_after(WAIT):
         await woken.wait()
     thread.join()
+
+
+@pytest.mark.parametrize("flavor", ["httpx", "httpx2"])
+def test_closing_the_transport_fails_a_request_waiting_for_its_start(flavor: str) -> None:
+    arrived = threading.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        arrived.set()
+        await anyio.sleep_forever()
+
+    client, module, transport = make_client(f"bare-{flavor}", app)
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            client.get("/")
+        except Exception as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    assert arrived.wait(WAIT)
+    transport.close()
+    caller.join(WAIT)
+    assert not caller.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], module.RemoteProtocolError)
+    assert loop_threads() == []

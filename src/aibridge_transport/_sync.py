@@ -234,11 +234,16 @@ class SyncExchange:
             if self._exchange is not None and self._needs_close:
                 await self._pump(self._exchange)
         except anyio.get_cancelled_exc_class():
+            # The consumer closed (it reads nothing more), or the loop is shutting down: a
+            # reader still waiting gets the flavour's transport error (behaviour §7).
             with self._lock:
-                if self._progress == _PENDING:
-                    self._progress = _FAILED
-                    self._error = CoreStreamClosed()
-                self._ended = True
+                if not self._ended:
+                    if self._progress == _PENDING:
+                        self._progress = _FAILED
+                    self._error = self._translate(
+                        CoreProtocolError("the transport closed before the response completed")
+                    )
+                    self._ended = True
                 self._changed.notify_all()
             raise
 
