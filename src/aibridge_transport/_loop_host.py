@@ -12,6 +12,7 @@ it waits on is the one it blocks): it is refused at once.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
@@ -113,15 +114,20 @@ class LoopHost:
             loop = self._entered[-1] if self._entered else self._own
         return loop is not None and loop.ident == threading.get_ident()
 
-    def run_if_running(self, func: Callable[[], Coroutine[Any, Any, object]]) -> None:
-        """Run `func()` on the loop of sync requests and wait, if that loop runs (elsewhere)."""
+    def cancel_soon(self, func: Callable[[], Coroutine[Any, Any, object]]) -> None:
+        """Start `func()` on the loop of sync requests, if one runs, without waiting for it.
+
+        For a factory's transport closed by its client: that may happen in a finalizer, in a
+        thread that holds a sync exchange's lock which the loop needs, so it never waits.
+        """
         with self._lock:
             loop = self._entered[-1] if self._entered else self._own
-        if loop is not None and loop.ident != threading.get_ident():
-            try:
-                anyio.from_thread.run(func, token=loop.token)
-            except anyio.RunFinishedError:
-                pass
+        if loop is None:
+            return
+        try:
+            call_soon(loop.token, _spawn, func)
+        except anyio.RunFinishedError:
+            pass
 
     def run(self, func: Callable[..., Coroutine[Any, Any, T]], *args: object) -> T:
         """Run `func(*args)` on the loop for this thread and wait for its result."""
@@ -134,9 +140,13 @@ class LoopHost:
             own, self._own = self._own, None
         if portal_cm is None or own is None:
             return
+        if threading.get_ident() == own.ident:
+            # Closed from the loop's own thread (a finalizer, say): it cannot wait for itself.
+            call_soon(own.token, _spawn, self._close_engines)
+            threading.Thread(target=portal_cm.__exit__, args=(None, None, None)).start()
+            return
         try:
-            if threading.get_ident() != own.ident:
-                anyio.from_thread.run(self._close_engines, token=own.token)
+            anyio.from_thread.run(self._close_engines, token=own.token)
         finally:
             portal_cm.__exit__(None, None, None)
 
@@ -147,3 +157,15 @@ class LoopHost:
     def __repr__(self) -> str:
         own: Any = self._own
         return f"<LoopHost entered={len(self._entered)} own_thread={own is not None}>"
+
+
+def _spawn(func: Callable[[], Coroutine[Any, Any, object]]) -> None:
+    from ._backend import spawn_detached
+
+    async def run() -> None:
+        try:
+            await func()
+        except Exception:  # nobody waits for it; what the apps did is logged by the exchange
+            pass
+
+    spawn_detached(run, contextvars.Context())

@@ -208,27 +208,38 @@ class SyncExchange:
             pass  # the loop is gone, and the app with it
 
     def abandon(self) -> None:
-        """The response was dropped without being closed (behaviour §6)."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._chunks.clear()
-        if self._needs_close:
-            try:
-                call_soon(self._token, self._abandon_on_loop)
-            except Exception:  # no loop any more (interpreter exit): nothing left to stop
-                pass
+        """The response was dropped without being closed (behaviour §6).
+
+        Called by a finalizer, which the collector may run in any thread, in the middle of
+        any code, even while that thread holds this exchange's lock: so no lock here, only a
+        callback scheduled on the loop, which takes the lock there.
+        """
+        if self._closed or not self._needs_close:
+            return
+        try:
+            call_soon(self._token, self._abandon_on_loop)
+        except Exception:  # no loop any more (interpreter exit): nothing left to stop
+            pass
 
     # -- the loop ---------------------------------------------------------------------------
 
     def _launch(self) -> None:
+        # Held until the courier ends: asyncio keeps only weak references to tasks, and a
+        # courier waiting for room, with its response dropped, is otherwise a cycle of garbage.
+        _RUNNING.add(self)
         try:
             self._courier = spawn_detached(self._run, contextvars.Context())
         except BaseException as exc:  # no task could start: the caller must hear of it
+            _RUNNING.discard(self)
             self._fail(exc)
 
     async def _run(self) -> None:
+        try:
+            await self._carry()
+        finally:
+            _RUNNING.discard(self)
+
+    async def _carry(self) -> None:
         try:
             await self._start()
             if self._exchange is not None and self._needs_close:
@@ -336,6 +347,11 @@ class SyncExchange:
             pass
 
     def _abandon_on_loop(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._chunks.clear()
         if self._courier is not None:
             self._courier.cancel()
         if self._exchange is not None:
@@ -355,6 +371,10 @@ class SyncExchange:
                 wanted = self._upload_wanted = anyio.Event()
                 self._changed.notify_all()
             await wanted.wait()
+
+
+# The sync exchanges whose courier runs (see `_launch`); changed on the loops' threads only.
+_RUNNING: set[SyncExchange] = set()
 
 
 class _Upload:

@@ -109,7 +109,10 @@ class SyncTransportMixin:
         )
 
     def close(self) -> None:
-        """Cancel this transport's sync requests; a bare transport also stops its loop."""
+        """Cancel this transport's sync requests; a bare transport also stops its loop.
+
+        A factory's transport only starts the cancelling: the factory's loop runs on.
+        """
         host = self.loop_host
         if host is None:
             return
@@ -118,7 +121,7 @@ class SyncTransportMixin:
             return
         engine = self._sync_engine
         if engine is not None and engine.live:
-            host.run_if_running(engine.aclose)
+            host.cancel_soon(engine.aclose)
 
     def __enter__(self) -> Self:
         return self
