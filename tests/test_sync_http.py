@@ -39,6 +39,10 @@ async def bridge(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 302, "headers": location})
         await send({"type": "http.response.body", "body": b""})
         return
+    if tail == "stall":
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        return
     body = b""
     while True:
         message = await receive()
@@ -122,3 +126,11 @@ def test_sync_failure_frames_never_hold_the_gateway_key() -> None:
     ]
     assert library_frames  # the library's frames are in the rendering
     assert KEY not in rendered
+
+
+@pytest.mark.parametrize("flavor", ["httpx", "httpx2"])
+def test_sync_read_timeout_is_the_flavours_own(bridge_url: str, flavor: str) -> None:
+    module: Any = httpx2 if flavor == "httpx2" else httpx
+    with HTTPTransportFactory(bridge_url, KEY) as factory, client(factory, flavor) as http:
+        with with_delegated_api_key_id("key-1"), pytest.raises(module.ReadTimeout):
+            http.get("/v1/stall", timeout=module.Timeout(5.0, read=0.05))

@@ -528,3 +528,16 @@ def test_closing_the_transport_fails_a_request_waiting_for_its_start(flavor: str
     assert not caller.is_alive()
     assert len(outcome) == 1 and isinstance(outcome[0], module.RemoteProtocolError)
     assert loop_threads() == []
+
+
+def test_strict_factory_raises_the_hidden_app_exception_at_exit() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raise ValueError("hidden by the 500")
+
+    with pytest.raises(ValueError, match="hidden by the 500"):
+        with InProcessTransportFactory(app, strict=True) as factory, with_delegated_api_key_id("k"):
+            client = httpx.Client(transport=factory.transport_for("openai", Source.AGENTS))
+            assert client.get("http://app/v1/x").status_code == 500
+            client.close()
+    assert loop_threads() == []
