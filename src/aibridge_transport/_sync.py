@@ -259,6 +259,9 @@ class SyncExchange:
             raise
 
     async def _start(self) -> None:
+        if self._closed:  # the caller left before the courier's first step: no app to run
+            self._needs_close = False
+            return
         try:
             exchange = self._engine.start(
                 self._scope,
