@@ -21,7 +21,9 @@ from aibridge_transport import (
     Source,
     StreamingASGITransport,
     delegated_api_key_id_from_context,
+    source_from_context,
     with_delegated_api_key_id,
+    with_source,
 )
 from aibridge_transport._loop_host import call_soon
 from aibridge_transport.httpx2 import StreamingASGITransport as StreamingASGITransport2
@@ -317,7 +319,7 @@ def test_each_calling_threads_context_reaches_the_app_concurrently() -> None:
         await everyone.wait()  # every request is in the app at once
         key = delegated_api_key_id_from_context()
         assert key is not None
-        seen[key] = (key, sniffio.current_async_library())
+        seen[key] = (source_from_context(), sniffio.current_async_library())
         await send(start())
         await send(chunk(key.encode(), more_body=False))
 
@@ -327,7 +329,7 @@ def test_each_calling_threads_context_reaches_the_app_concurrently() -> None:
 
         def call(key: str) -> None:
             sniffio.current_async_library_cvar.set("trio")  # this thread's own loop marker
-            with with_delegated_api_key_id(key):
+            with with_source("elsewhere"), with_delegated_api_key_id(key):
                 results[key] = client.get("http://app/v1/x").content
 
         threads = [threading.Thread(target=call, args=(f"k{n}",)) for n in range(count)]
@@ -339,6 +341,8 @@ def test_each_calling_threads_context_reaches_the_app_concurrently() -> None:
     assert results == {f"k{n}": f"k{n}".encode() for n in range(count)}
     # The app runs on the factory's asyncio loop: the callers' trio marker stayed behind.
     assert {library for _, library in seen.values()} == {"asyncio"}
+    # The source is the transport's, whatever the calling thread had set.
+    assert {source for source, _ in seen.values()} == {"agents"}
 
 
 def test_thread_count_after_sequential_and_concurrent_requests() -> None:
@@ -395,7 +399,8 @@ def test_lifespan_through_the_sync_context_manager() -> None:
         assert events == ["startup"]
         client = httpx.Client(transport=factory.transport_for("openai", Source.AGENTS))
         assert client.get("http://app/v1/x").text == "ready"
-        client.close()
+        client.close()  # a factory's client never ends the factory's lifespan
+        assert events == ["startup"]
     assert events == ["startup", "shutdown"]
     assert set(threading.enumerate()) == before
 
@@ -541,3 +546,17 @@ def test_strict_factory_raises_the_hidden_app_exception_at_exit() -> None:
             assert client.get("http://app/v1/x").status_code == 500
             client.close()
     assert loop_threads() == []
+
+
+def test_headers_are_a_snapshot_of_the_start(kind: str) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"x-a", b"1")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        headers.append((b"x-late", b"2"))  # after the start: never seen by the client
+        await send(chunk(b"body", more_body=False))
+
+    client, _, owner = make_client(kind, app)
+    with client:
+        response = client.get("/v1/x")
+    owner.close()
+    assert response.headers.multi_items() == [("x-a", "1")]
