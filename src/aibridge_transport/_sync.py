@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
+import anyio.lowlevel
 
 from ._backend import AppTask, spawn_detached
 from ._exchange import CoreProtocolError, CoreReadTimeout, CoreStreamClosed, Engine, Exchange
@@ -231,6 +232,7 @@ class SyncExchange:
             self._courier = spawn_detached(self._run, contextvars.Context())
         except BaseException as exc:  # no task could start: the caller must hear of it
             _RUNNING.discard(self)
+            self._lock.acquire()
             self._fail(exc)
 
     async def _run(self) -> None:
@@ -276,13 +278,16 @@ class SyncExchange:
         except anyio.get_cancelled_exc_class():
             raise
         except _CORE_ERRORS as exc:
+            await self._hold()
             self._fail(self._translate(exc))
             return
         except BaseException as exc:  # the app's own exception, in raise mode (behaviour §7)
+            await self._hold()
             self._fail(exc)
             return
         complete = exchange.complete_body()
-        with self._lock:
+        await self._hold()
+        try:
             self.status = exchange.status
             self.headers = exchange.headers
             if complete is not None:
@@ -291,48 +296,72 @@ class SyncExchange:
                 self._needs_close = False  # nothing runs, nothing to release
             self._progress = _STARTED
             self._changed.notify_all()
+        finally:
+            self._lock.release()
+
+    async def _hold(self) -> None:
+        """Take the lock on the loop without blocking the loop.
+
+        A reader thread holds the lock only for a few steps, but the collector may run a
+        finalizer in those steps that closes another response and waits on this loop: the
+        loop must keep running, so it yields until the lock is free.
+        """
+        while not self._lock.acquire(blocking=False):
+            await anyio.lowlevel.checkpoint()
 
     def _fail(self, error: BaseException) -> None:
-        with self._lock:
+        """Publish the failure; the lock is held and is released here."""
+        try:
             self._progress = _FAILED
             self._error = error
             self._ended = True
             self._needs_close = False
             self._changed.notify_all()
+        finally:
+            self._lock.release()
 
     async def _pump(self, exchange: Exchange) -> None:
         capacity = self._capacity
         while True:
-            with self._lock:
+            await self._hold()
+            try:
                 if self._closed:
                     return
                 room = None
                 if len(self._chunks) >= capacity:
                     room = self._room = anyio.Event()
+            finally:
+                self._lock.release()
             if room is not None:
                 await room.wait()
                 continue
             try:
                 chunk = await exchange.next_chunk()
             except StopAsyncIteration:
-                self._end(None)
+                await self._end(None)
                 return
             except anyio.get_cancelled_exc_class():
                 raise
             except BaseException as exc:  # flavoured already; or the app's fatal exception
-                self._end(exc)
+                await self._end(exc)
                 return
-            with self._lock:
+            await self._hold()
+            try:
                 if self._closed:
                     return
                 self._chunks.append(chunk)
                 self._changed.notify_all()
+            finally:
+                self._lock.release()
 
-    def _end(self, error: BaseException | None) -> None:
-        with self._lock:
+    async def _end(self, error: BaseException | None) -> None:
+        await self._hold()
+        try:
             self._ended = True
             self._error = error
             self._changed.notify_all()
+        finally:
+            self._lock.release()
 
     async def _aclose(self) -> None:
         if self._courier is not None:
@@ -350,11 +379,16 @@ class SyncExchange:
             pass
 
     def _abandon_on_loop(self) -> None:
-        with self._lock:
+        if not self._lock.acquire(blocking=False):  # see `_hold`: try again on the next turn
+            call_soon(self._token, self._abandon_on_loop)
+            return
+        try:
             if self._closed:
                 return
             self._closed = True
             self._chunks.clear()
+        finally:
+            self._lock.release()
         if self._courier is not None:
             self._courier.cancel()
         if self._exchange is not None:
@@ -364,7 +398,8 @@ class SyncExchange:
 
     async def next_upload(self) -> bytes:
         while True:
-            with self._lock:
+            await self._hold()
+            try:
                 if self._upload_chunks:
                     return self._upload_chunks.popleft()
                 if self._upload_error is not None:
@@ -373,6 +408,8 @@ class SyncExchange:
                     raise StopAsyncIteration
                 wanted = self._upload_wanted = anyio.Event()
                 self._changed.notify_all()
+            finally:
+                self._lock.release()
             await wanted.wait()
 
 
