@@ -1,7 +1,7 @@
 """One sync request's exchange, between the calling thread and the app's event loop.
 
 The app runs on a loop in another thread (see `_loop_host`); the calling thread blocks. Three
-things cross between them, each through state guarded by one `threading.Lock`:
+things cross between them, each through state guarded by one lock:
 
 - The response. A courier task on the loop starts the exchange, publishes its start (or its
   failure), then moves body chunks from the exchange into a bounded deque. The reader thread
@@ -94,7 +94,9 @@ class SyncExchange:
         self._loop_ident = loop.ident
         self._capacity = capacity
         self._translate = translate
-        self._lock = threading.Lock()
+        # Reentrant: a finalizer that the collector runs inside a reader's few steps under the
+        # lock may close this very response, in the same thread.
+        self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         # Response state (under the lock).
         self._progress = _PENDING
