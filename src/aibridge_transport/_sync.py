@@ -324,19 +324,11 @@ class SyncExchange:
 
     async def _pump(self, exchange: Exchange) -> None:
         capacity = self._capacity
+        lock = self._lock
+        room: anyio.Event | None = None
         while True:
-            await self._hold()
-            try:
-                if self._closed:
-                    return
-                room = None
-                if len(self._chunks) >= capacity:
-                    room = self._room = anyio.Event()
-            finally:
-                self._lock.release()
             if room is not None:
-                await room.wait()
-                continue
+                await room.wait()  # the deque was full: the reader sets it as it takes one
             try:
                 chunk = await exchange.next_chunk()
             except StopAsyncIteration:
@@ -347,14 +339,18 @@ class SyncExchange:
             except BaseException as exc:  # flavoured already; or the app's fatal exception
                 await self._end(exc)
                 return
-            await self._hold()
+            if not lock.acquire(blocking=False):
+                await self._hold()
             try:
                 if self._closed:
                     return
                 self._chunks.append(chunk)
                 self._changed.notify_all()
+                # Only this courier adds chunks: a full deque stays full until the reader
+                # takes one, and it sets the event it finds here when it does.
+                room = self._room = anyio.Event() if len(self._chunks) >= capacity else None
             finally:
-                self._lock.release()
+                lock.release()
 
     async def _end(self, error: BaseException | None) -> None:
         await self._hold()
