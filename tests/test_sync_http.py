@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import traceback
 from collections.abc import Iterator
 from typing import Any
@@ -38,6 +39,12 @@ async def bridge(scope: Scope, receive: Receive, send: Send) -> None:
         location = [(b"location", b"/x")]
         await send({"type": "http.response.start", "status": 302, "headers": location})
         await send({"type": "http.response.body", "body": b""})
+        return
+    if tail == "first-then-wait":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        while (await receive())["type"] != "http.disconnect":
+            pass
         return
     if tail == "stall":
         while (await receive())["type"] != "http.disconnect":
@@ -134,3 +141,28 @@ def test_sync_read_timeout_is_the_flavours_own(bridge_url: str, flavor: str) -> 
     with HTTPTransportFactory(bridge_url, KEY) as factory, client(factory, flavor) as http:
         with with_delegated_api_key_id("key-1"), pytest.raises(module.ReadTimeout):
             http.get("/v1/stall", timeout=module.Timeout(5.0, read=0.05))
+
+
+@pytest.mark.parametrize("flavor", ["httpx", "httpx2"])
+def test_sync_close_from_another_thread_ends_a_blocked_reader(bridge_url: str, flavor: str) -> None:
+    module: Any = httpx2 if flavor == "httpx2" else httpx
+    outcome: list[object] = []
+    with HTTPTransportFactory(bridge_url, KEY) as factory, client(factory, flavor) as http:
+        with with_delegated_api_key_id("key-1"), http.stream("GET", "/v1/first-then-wait") as r:
+            iterator = r.iter_raw()
+            assert next(iterator) == b"first"
+
+            def read() -> None:
+                try:
+                    outcome.extend(iterator)
+                    outcome.append("ended")
+                except (module.StreamClosed, module.TransportError) as exc:
+                    outcome.append(exc)
+
+            reader = threading.Thread(target=read)
+            reader.start()
+            r.close()
+            # Far below the bridge's own timeouts: the close ended the read, nothing else.
+            reader.join(2.0)
+            assert not reader.is_alive()
+    assert len(outcome) == 1

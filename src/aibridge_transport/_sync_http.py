@@ -7,6 +7,8 @@ headers, redirect refusal and gateway key handling as the async side.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import weakref
 from collections.abc import Iterator
@@ -35,12 +37,16 @@ class SyncHTTPBody:
 
     stream_closed: ClassVar[type[Exception]]
 
-    __slots__ = ("__weakref__", "_closed", "_iterator", "_owner", "_stream")
+    __slots__ = ("__weakref__", "_closed", "_ended", "_iterator", "_network", "_owner", "_stream")
 
-    def __init__(self, stream: Any, owner: weakref.WeakSet[SyncHTTPBody]) -> None:
+    def __init__(
+        self, stream: Any, owner: weakref.WeakSet[SyncHTTPBody], network_stream: Any = None
+    ) -> None:
         self._stream = stream
         self._iterator: Iterator[bytes] | None = None
         self._closed = False
+        self._ended = False
+        self._network = network_stream
         self._owner = owner
         owner.add(self)
 
@@ -53,7 +59,11 @@ class SyncHTTPBody:
             raise self.stream_closed()
         if self._iterator is None:
             self._iterator = iter(self._stream)
-        return next(self._iterator)
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            self._ended = True
+            raise
 
     def close(self) -> None:
         if self._closed:
@@ -61,6 +71,14 @@ class SyncHTTPBody:
         self._closed = True
         self._owner.discard(self)
         self._iterator = None
+        if not self._ended:
+            # A reader blocked on the socket in another thread would wait for the bridge's
+            # next bytes: shutting the socket down ends its read now (behaviour §12). A body
+            # read to its end keeps its connection for the pool.
+            sock = self._network.get_extra_info("socket") if self._network is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
         self._stream.close()
 
 
@@ -158,7 +176,9 @@ class SyncHTTPRouteMixin:
         return module.Response(
             status,
             headers=response.headers.raw,
-            stream=sync_http_body_class(module)(response.stream, bodies),
+            stream=sync_http_body_class(module)(
+                response.stream, bodies, response.extensions.get("network_stream")
+            ),
             extensions=response.extensions,
         )
 
