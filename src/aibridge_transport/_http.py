@@ -343,6 +343,7 @@ class HTTPTransportFactory:
 
     async def aclose(self) -> None:
         """Close every transport's open responses, then the connection pools."""
+        close_http_factory(self)  # the sync side's too (behaviour §12)
         for transport in list(self._transports):
             await transport.aclose()
         with self._lock:
