@@ -560,3 +560,22 @@ def test_headers_are_a_snapshot_of_the_start(kind: str) -> None:
         response = client.get("/v1/x")
     owner.close()
     assert response.headers.multi_items() == [("x-a", "1")]
+
+
+@pytest.mark.anyio
+async def test_async_entered_bare_transport_serves_worker_threads_on_its_loop() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start())
+        await send(chunk(sniffio.current_async_library().encode(), more_body=False))
+
+    transport = StreamingASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as async_client:
+        assert (await async_client.get("/")).status_code == 200
+
+        def call() -> bytes:
+            sync_client = httpx.Client(transport=transport, base_url="http://app")
+            return sync_client.get("/").content  # not closed: that would close the transport
+
+        body = await anyio.to_thread.run_sync(call)
+        assert loop_threads() == []  # served by this loop: no thread of its own
+    assert body == sniffio.current_async_library().encode()
