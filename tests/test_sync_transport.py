@@ -579,3 +579,32 @@ async def test_async_entered_bare_transport_serves_worker_threads_on_its_loop() 
         body = await anyio.to_thread.run_sync(call)
         assert loop_threads() == []  # served by this loop: no thread of its own
     assert body == sniffio.current_async_library().encode()
+
+
+def test_a_blocking_request_body_never_stalls_the_loop(kind: str) -> None:
+    client, _, owner = make_client(kind, echo)
+    first_sent = threading.Event()
+    release = threading.Event()
+    results: list[bytes] = []
+
+    def upload() -> Iterator[bytes]:
+        yield b"one "
+        first_sent.set()
+        release.wait(WAIT)  # blocks its own thread only
+        yield b"two"
+
+    def post() -> None:
+        with with_delegated_api_key_id("key-sync"):
+            results.append(client.post("/v1/up", content=upload()).content)
+
+    poster = threading.Thread(target=post)
+    poster.start()
+    assert first_sent.wait(WAIT)
+    # The app's loop is free: another request completes while the body generator blocks.
+    assert client.get("/v1/other").content.endswith(b"|")
+    assert results == []
+    release.set()
+    poster.join(WAIT)
+    client.close()
+    owner.close()
+    assert results and results[0].endswith(b"|one two")
