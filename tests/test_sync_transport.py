@@ -608,3 +608,19 @@ def test_a_blocking_request_body_never_stalls_the_loop(kind: str) -> None:
     client.close()
     owner.close()
     assert results and results[0].endswith(b"|one two")
+
+
+class BodyError(Exception):
+    pass
+
+
+def test_the_callers_failing_request_body_is_raised_to_the_caller(kind: str) -> None:
+    client, _, owner = make_client(kind, echo)
+
+    def upload() -> Iterator[bytes]:
+        yield b"one "
+        raise BodyError("the caller's own")
+
+    with client, pytest.raises(BodyError, match="the caller's own"):
+        client.post("/v1/up", content=upload())
+    owner.close()
