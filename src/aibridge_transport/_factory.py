@@ -185,10 +185,10 @@ class InProcessTransportFactory:
         """Close every transport handed out, run lifespan shutdown, then (strict) raise."""
         for transport in list(self._transports):
             await transport.aclose()
+        self._loop_host.detach()  # sync requests no longer run on this loop
         lifespan, self._lifespan = self._lifespan, None
         if lifespan is not None:
             await lifespan.stop()
-        self._loop_host.detach()
         hidden = self.hidden_app_exceptions
         if hidden:
             first = hidden[0]
