@@ -4,6 +4,7 @@
     python benchmarks/run.py --quick         # a smoke run
     python benchmarks/run.py --json out.json # where the JSON goes (default benchmarks/results/)
     python benchmarks/run.py --compare old.json new.json
+    python benchmarks/run.py --sync          # the sync clients instead (see bench_sync.py)
 
 Each round runs every client once per scenario, in orders that form a Williams design (see
 `balanced_orders`), so a noisy neighbour on a shared machine, and what one client leaves behind
@@ -494,7 +495,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--default-malloc", action="store_true", help="leave glibc's allocator as it is"
     )
+    parser.add_argument("--sync", action="store_true", help="the sync clients (bench_sync.py)")
     args = parser.parse_args(argv)
+    if args.sync:
+        import bench_sync
+
+        return bench_sync.main(["--quick"] if args.quick else [])
     if args.compare:
         compare(*args.compare)
         return 0

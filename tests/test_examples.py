@@ -128,3 +128,16 @@ def test_the_fixtures_example_passes() -> None:
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert re.search(r"^12 passed in ", completed.stdout, re.MULTILINE), completed.stdout
+
+
+def test_sync_chat_streams_tokens_to_the_sync_sdk() -> None:
+    output = run_example("sync_chat.py")
+    [(header, tokens)] = sections(output).items()
+    assert header == "sync openai SDK -> in-process bridge (streams):"
+    assert len(tokens) == 20
+    assert "".join(token for _, token in tokens).startswith("Each token leaves")
+    # 20 tokens 50 ms apart: the first arrives long before the provider is done.
+    assert tokens[0][0] < 1000 <= tokens[-1][0]
+    assert output.splitlines()[-1] == (
+        f"20 tokens: first after {tokens[0][0]} ms, last after {tokens[-1][0]} ms (50 ms apart)"
+    )

@@ -346,5 +346,6 @@ async def test_closing_the_client_cancels_a_background_task_that_uvicorn_lets_fi
         framework, base_url, BACKGROUND_CASE, transport, end_before_close=False
     )
     assert expected.ended == "returned"
-    assert actual.ended.startswith("raised") and "Cancel" in actual.ended, actual.ended
+    assert actual.ended is not None and actual.ended.startswith("raised"), actual.ended
+    assert "Cancel" in actual.ended, actual.ended
     assert (actual.status, actual.body) == (expected.status, expected.body)

@@ -13,9 +13,11 @@ from ._errors import BridgeNotRegisteredError, MissingDelegatedAPIKeyError
 from ._exchange import Engine
 from ._flavors import Flavor, flavored_class, streaming_transport_class
 from ._lifespan import Lifespan
+from ._loop_host import LoopHost
 from ._paths import place_request_path, validate_provider_name
 from ._rules import check_asgi_app
 from ._scope import ScopeBuilder
+from ._sync_transport import close_in_process, enter_in_process
 from .types import ASGIApp
 
 __all__ = ["AIBridgeRoute", "InProcessTransportFactory", "TransportFactory"]
@@ -96,6 +98,7 @@ class InProcessTransportFactory:
         self._lifespan: Lifespan | None = None
         self._transports: weakref.WeakSet[AIBridgeRoute] = weakref.WeakSet()
         self._scope = ScopeBuilder(root_path=root_path, lifespan_state=self._state)
+        self._loop_host = LoopHost()  # where sync requests run (behaviour §12)
 
     def _state(self) -> dict[str, Any] | None:
         return self._lifespan.state if self._lifespan is not None else None
@@ -124,6 +127,7 @@ class InProcessTransportFactory:
             hidden_errors=self.hidden_app_exceptions,
         )
         transport = transport_class(engine, self._scope, provider, source_name)
+        transport.loop_host = self._loop_host  # type: ignore[attr-defined]
         self._transports.add(transport)
         return transport
 
@@ -133,6 +137,7 @@ class InProcessTransportFactory:
         lifespan = Lifespan(self.app)
         await lifespan.start()
         self._lifespan = lifespan
+        self._loop_host.attach()
         return self
 
     async def __aexit__(
@@ -143,10 +148,28 @@ class InProcessTransportFactory:
     ) -> None:
         await self.aclose()
 
+    def __enter__(self) -> Self:
+        """Start a loop thread for sync clients and run the app's lifespan on it."""
+        enter_in_process(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """`aclose()` on the loop thread of sync clients, then stop that thread."""
+        close_in_process(self)
+
     async def aclose(self) -> None:
         """Close every transport handed out, run lifespan shutdown, then (strict) raise."""
         for transport in list(self._transports):
             await transport.aclose()
+        self._loop_host.detach()  # sync requests no longer run on this loop
         lifespan, self._lifespan = self._lifespan, None
         if lifespan is not None:
             await lifespan.stop()

@@ -64,18 +64,22 @@ def streaming_transport_class(flavor: str) -> type[Any]:
 
 # Keyed by the base class, not the flavour's name: a re-imported library (pytester runs do
 # that) brings new classes, and its client's isinstance checks expect those.
-_CLASSES: dict[tuple[type, type], type] = {}
+_CLASSES: dict[tuple[type, ...], type] = {}
 
 
 def flavored_class(
-    mixin: type[_T], base: type, name: str, namespace: dict[str, Any] | None = None
+    mixin: type[_T],
+    base: type | tuple[type, ...],
+    name: str,
+    namespace: dict[str, Any] | None = None,
 ) -> type[_T]:
-    """The class `name[<flavour>]` of `mixin` on `base` (a class of one client library)."""
-    key = (mixin, base)
+    """The class `name[<flavour>]` of `mixin` on `base` (classes of one client library)."""
+    bases = base if isinstance(base, tuple) else (base,)
+    key = (mixin, *bases)
     cached = _CLASSES.get(key)
     if cached is None:
-        flavor = base.__module__.partition(".")[0]
-        built = type(f"{name}[{flavor}]", (mixin, base), dict(namespace or {}))
+        flavor = bases[-1].__module__.partition(".")[0]
+        built = type(f"{name}[{flavor}]", (mixin, *bases), dict(namespace or {}))
         # Two threads may build it at once: both get the one that was stored first.
         cached = _CLASSES.setdefault(key, built)
     return cached

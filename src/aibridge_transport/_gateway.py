@@ -16,7 +16,11 @@ from collections.abc import Awaitable, Generator, Sequence
 from typing import Any
 
 from ._context import check_delegated_api_key_id, check_source, identity_context
-from ._errors import InvalidProviderNameError
+from ._errors import (
+    GatewayKeyMismatchError,
+    InvalidProviderNameError,
+    RedirectRefusedError,
+)
 from ._paths import AIBRIDGE_ROOT_PATH, validate_provider_name
 from ._rules import CONTROL_BYTES
 from .types import ASGIApp, Receive, Scope, Send
@@ -30,6 +34,7 @@ __all__ = [
     "SOURCE_HEADER",
     "GatewayAuthMiddleware",
     "GatewayKey",
+    "bridge_refusal",
     "encode_gateway_key",
 ]
 
@@ -303,3 +308,17 @@ async def _refuse(send: Send, refusal: _Refusal) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def bridge_refusal(response: Any) -> Exception | None:
+    """The error for a bridge response the caller must not get, or `None`."""
+    status: int = response.status_code
+    if 300 <= status < 400 and status != 304:
+        # Redirects are refused, never followed (behaviour §11); a 304 answers a
+        # conditional request and points nowhere.
+        return RedirectRefusedError(status, response.headers.get("location"))
+    if status == 401 and response.headers.get(ERROR_HEADER.decode()) == (
+        GATEWAY_KEY_MISMATCH.decode()
+    ):
+        return GatewayKeyMismatchError()
+    return None

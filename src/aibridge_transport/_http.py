@@ -19,19 +19,19 @@ import anyio
 import httpx
 
 from ._context import Source, check_source, delegated_api_key_id_from_context
-from ._errors import GatewayKeyMismatchError, MissingDelegatedAPIKeyError, RedirectRefusedError
+from ._errors import MissingDelegatedAPIKeyError
 from ._flavors import Flavor, flavor_module, flavored_class, wrong_flavor_error
 from ._gateway import (
     DELEGATED_KEY_ID_HEADER,
-    ERROR_HEADER,
     GATEWAY_KEY_HEADER,
-    GATEWAY_KEY_MISMATCH,
     HEADER_PREFIX,
     SOURCE_HEADER,
     GatewayKey,
+    bridge_refusal,
 )
 from ._paths import place_request_path, validate_provider_name
 from ._rules import path_without_query
+from ._sync_http import SyncHTTPRouteMixin, close_http_factory
 
 __all__ = ["HTTPTransportFactory"]
 
@@ -99,7 +99,8 @@ class _Target:
         self.base = module.URL(base_url)
         self.prefix: bytes = path_without_query(self.base.raw_path).rstrip(b"/")
         self.host: bytes = self.base.netloc
-        self.request_class: type = module.Request
+        self.request_class: Any = module.Request
+        self.pool_options = pool_options  # for the sync pool, made on first sync use
         self.pool: Any = module.AsyncHTTPTransport(
             verify=pool_options["verify"],
             limits=module.Limits(
@@ -143,38 +144,37 @@ class _HTTPRoute:
 
     async def handle_async_request(self, request: Any) -> Any:
         target = self._target
-        if type(request) is not target.request_class and not isinstance(
-            request, target.request_class
-        ):
-            raise wrong_flavor_error(target.module.__name__, request)  # behaviour §2
-        key_id = delegated_api_key_id_from_context()
-        if key_id is None:
-            raise MissingDelegatedAPIKeyError()  # before anything is sent (behaviour §4)
-        forwarded = self._forward(request, key_id)
+        forwarded = self.forward(request)
         # No local of this frame holds the gateway key in plain bytes: a traceback rendered
         # with its locals (the pool failing below) must not print it (behaviour §11).
         response = await target.pool.handle_async_request(forwarded)
-        status: int = response.status_code
-        if 300 <= status < 400 and status != 304:
-            # Redirects are refused, never followed (contract 11); a 304 answers a
-            # conditional request and points nowhere.
+        refusal = bridge_refusal(response)
+        if refusal is not None:
             await response.stream.aclose()
-            raise RedirectRefusedError(status, response.headers.get("location"))
-        if status == 401 and response.headers.get(ERROR_HEADER.decode()) == (
-            GATEWAY_KEY_MISMATCH.decode()
-        ):
-            await response.stream.aclose()
-            raise GatewayKeyMismatchError()
+            raise refusal
         return target.module.Response(
-            status,
+            response.status_code,
             headers=response.headers.raw,
             stream=self.body_class(response.stream, self._bodies),
             extensions=response.extensions,
         )
 
-    def _forward(self, request: Any, key_id: str) -> Any:
-        """The request to the bridge: a new one, the caller's is never mutated (behaviour §3)."""
+    def forward(self, request: Any) -> Any:
+        """The request to the bridge: a new one, the caller's is never mutated (behaviour §3).
+
+        Refuses a request of the other client library (behaviour §2) and one without a
+        delegated key id (behaviour §4) before anything is sent. Built in a frame of its own,
+        gone before anything is sent: no frame of a failing request holds the gateway key in
+        a local (behaviour §11).
+        """
         target = self._target
+        if type(request) is not target.request_class and not isinstance(
+            request, target.request_class
+        ):
+            raise wrong_flavor_error(target.module.__name__, request)
+        key_id = delegated_api_key_id_from_context()
+        if key_id is None:
+            raise MissingDelegatedAPIKeyError()
         url = request.url
         placed = place_request_path(self._provider, url.raw_path)
         query: bytes = url.query
@@ -215,7 +215,10 @@ def _route_class(module: ModuleType) -> type[_HTTPRoute]:
         {"__slots__": (), "stream_closed": module.StreamClosed},
     )
     return flavored_class(
-        _HTTPRoute, module.AsyncBaseTransport, "HTTPBridgeTransport", {"body_class": body}
+        _HTTPRoute,
+        (SyncHTTPRouteMixin, module.AsyncBaseTransport, module.BaseTransport),
+        "HTTPBridgeTransport",
+        {"body_class": body},
     )
 
 
@@ -321,8 +324,24 @@ class HTTPTransportFactory:
     ) -> None:
         await self.aclose()
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every transport's open sync responses, then the sync connection pools."""
+        close_http_factory(self)
+
     async def aclose(self) -> None:
         """Close every transport's open responses, then the connection pools."""
+        close_http_factory(self)  # the sync side's too (behaviour §12)
         for transport in list(self._transports):
             await transport.aclose()
         with self._lock:

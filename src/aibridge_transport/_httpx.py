@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from ._adapter import FlavorClasses, ResponseBody, TransportCore
+from ._sync_transport import SyncTransportMixin
 
 __all__ = ["StreamingASGITransport"]
 
@@ -13,7 +14,9 @@ class _Body(ResponseBody, httpx.AsyncByteStream):
     __slots__ = ()
 
 
-class StreamingASGITransport(TransportCore, httpx.AsyncBaseTransport):
+class StreamingASGITransport(
+    SyncTransportMixin, TransportCore, httpx.AsyncBaseTransport, httpx.BaseTransport
+):
     """
     A drop-in replacement for `httpx.ASGITransport` that streams the response.
 

@@ -14,6 +14,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(HTTPX2_MISSING) from exc
 
 from ._adapter import FlavorClasses, ResponseBody, TransportCore
+from ._sync_transport import SyncTransportMixin
 
 __all__ = ["StreamingASGITransport"]
 
@@ -22,7 +23,9 @@ class _Body(ResponseBody, httpx2.AsyncByteStream):
     __slots__ = ()
 
 
-class StreamingASGITransport(TransportCore, httpx2.AsyncBaseTransport):
+class StreamingASGITransport(
+    SyncTransportMixin, TransportCore, httpx2.AsyncBaseTransport, httpx2.BaseTransport
+):
     """
     A drop-in replacement for `httpx2.ASGITransport` that streams the response.
 

@@ -9,6 +9,9 @@ Loaded automatically (a `pytest11` entry point). The fixtures, all function-scop
 - `aibridge_delegated_key`: sets the delegated API key id `"test-key"` for the test.
 - `aibridge_client`: `aibridge_client("openai")` gives an `httpx.AsyncClient`,
   `aibridge_client("anthropic", flavor="httpx2")` an `httpx2.AsyncClient`; closed at teardown.
+- For sync tests (plain `def test_...`, behaviour §12): `aibridge_sync_factory` (the factory
+  entered with `with`: its lifespan on a loop thread of its own), `aibridge_sync_delegated_key`
+  and `aibridge_sync_client`, which gives `httpx.Client` / `httpx2.Client` the same way.
 
 The async fixtures run under anyio's pytest plugin (tests marked `anyio`, on any backend) and
 under pytest-asyncio (tests marked `asyncio`, or its auto mode).
@@ -16,7 +19,7 @@ under pytest-asyncio (tests marked `asyncio`, or its auto mode).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 import httpx
@@ -30,7 +33,12 @@ from .types import ASGIApp
 if TYPE_CHECKING:
     import httpx2
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_DELEGATED_KEY", "AIBridgeClientFactory"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_DELEGATED_KEY",
+    "AIBridgeClientFactory",
+    "AIBridgeSyncClientFactory",
+]
 
 DEFAULT_DELEGATED_KEY = "test-key"
 DEFAULT_BASE_URL = "http://aibridge"
@@ -192,3 +200,88 @@ async def aibridge_client(
     finally:
         for client in clients:
             await client.aclose()
+
+
+class AIBridgeSyncClientFactory(Protocol):
+    """The `aibridge_sync_client` fixture: a sync client whose requests go to the bridge app."""
+
+    @overload
+    def __call__(
+        self,
+        provider: str,
+        *,
+        source: Source | str = ...,
+        flavor: Literal["httpx"] = ...,
+        base_url: str = ...,
+        **client_options: Any,
+    ) -> httpx.Client: ...
+
+    @overload
+    def __call__(
+        self,
+        provider: str,
+        *,
+        source: Source | str = ...,
+        flavor: Literal["httpx2"],
+        base_url: str = ...,
+        **client_options: Any,
+    ) -> httpx2.Client: ...
+
+
+@pytest.fixture
+def aibridge_sync_factory(
+    aibridge_app: ASGIApp, aibridge_strict: bool
+) -> Iterator[InProcessTransportFactory]:
+    """An `InProcessTransportFactory` over `aibridge_app` for sync tests, inside its lifespan."""
+    factory = InProcessTransportFactory(aibridge_app, strict=aibridge_strict)
+    factory.__enter__()  # lifespan startup on the factory's loop thread
+    try:
+        yield factory
+    finally:
+        try:
+            factory.close()
+        except AIBridgeTransportError:
+            raise
+        except Exception as exc:
+            exc.add_note(_STRICT_NOTE)
+            raise
+
+
+@pytest.fixture
+def aibridge_sync_delegated_key() -> Iterator[str]:
+    """Sets the delegated API key id `"test-key"` for a sync test; the value is the key id."""
+    with with_delegated_api_key_id(DEFAULT_DELEGATED_KEY):
+        yield DEFAULT_DELEGATED_KEY
+
+
+@pytest.fixture
+def aibridge_sync_client(
+    aibridge_sync_factory: InProcessTransportFactory,
+) -> Iterator[AIBridgeSyncClientFactory]:
+    """Makes sync clients whose requests go to `aibridge_app`; every one is closed at teardown."""
+    clients: list[httpx.Client | httpx2.Client] = []
+
+    def make_client(
+        provider: str,
+        *,
+        source: Source | str = Source.AGENTS,
+        flavor: Literal["httpx", "httpx2"] = "httpx",
+        base_url: str = DEFAULT_BASE_URL,
+        **client_options: Any,
+    ) -> Any:
+        transport = aibridge_sync_factory.transport_for(provider, source, flavor=flavor)
+        client: httpx.Client | httpx2.Client
+        if flavor == "httpx2":
+            import httpx2
+
+            client = httpx2.Client(transport=transport, base_url=base_url, **client_options)
+        else:
+            client = httpx.Client(transport=transport, base_url=base_url, **client_options)
+        clients.append(client)
+        return client
+
+    try:
+        yield make_client
+    finally:
+        for client in clients:
+            client.close()

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal, TypeAlias
 
 import anyio
+from anyio.lowlevel import EventLoopToken, current_token
+
+from .._loop_host import call_soon
 
 __all__ = [
     "ARGUMENT_PIECE_SIZE",
@@ -75,6 +79,10 @@ class TokenGate:
         self._released = 0
         self._taken = 0
         self._changed: anyio.Event | None = None
+        # A sync test releases tokens from its own thread while the bridge waits on a loop
+        # in another (behaviour §12): the count and the waiter change together, under a lock.
+        self._lock = threading.Lock()
+        self._waiter_loop: tuple[EventLoopToken, int] | None = None
 
     @property
     def released(self) -> int:
@@ -82,19 +90,31 @@ class TokenGate:
         return self._released
 
     def release(self, count: int = 1) -> None:
-        """Let `count` more tokens go. Callable from sync code."""
-        self._released += count
-        changed, self._changed = self._changed, None
-        if changed is not None:
+        """Let `count` more tokens go. Callable from sync code, in any thread."""
+        with self._lock:
+            self._released += count
+            changed, self._changed = self._changed, None
+            waiter_loop = self._waiter_loop
+        if changed is None or waiter_loop is None:
+            return
+        token, loop_thread = waiter_loop
+        if threading.get_ident() == loop_thread:
             changed.set()
+        else:
+            call_soon(token, changed.set)
 
     async def wait(self) -> None:
         """Wait until a token may go (called by the bridge)."""
-        while self._taken >= self._released:
-            if self._changed is None:
-                self._changed = anyio.Event()
-            await self._changed.wait()
-        self._taken += 1
+        while True:
+            with self._lock:
+                if self._taken < self._released:
+                    self._taken += 1
+                    return
+                if self._changed is None:
+                    self._changed = anyio.Event()
+                    self._waiter_loop = (current_token(), threading.get_ident())
+                changed = self._changed
+            await changed.wait()
 
 
 @dataclass(frozen=True, kw_only=True)
