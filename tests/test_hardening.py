@@ -263,6 +263,58 @@ async def test_fatal_error_after_the_client_left_is_logged_and_raised_at_close(
     await client.aclose()  # raised once
 
 
+async def test_a_fatal_error_at_factory_close_still_closes_the_rest_and_shuts_down() -> None:
+    ended = anyio.Event()
+    shutdown: list[str] = []
+    neighbour_cancelled = anyio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    shutdown.append(message["type"])
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        await receive()  # the empty request body
+        if scope["path"].endswith("/fatal"):
+            await send(start())
+            await send(chunk(b"first"))
+            assert (await receive())["type"] == "http.disconnect"
+            ended.set()
+            raise SystemExit(3)
+        await send(start())
+        await send(chunk(b"first"))
+        try:
+            await anyio.sleep_forever()
+        finally:
+            neighbour_cancelled.set()
+
+    factory = InProcessTransportFactory(app)
+    await factory.__aenter__()
+    fatal = httpx.AsyncClient(
+        transport=factory.transport_for("openai", Source.AGENTS), base_url="http://aibridge"
+    )
+    other = httpx.AsyncClient(
+        transport=factory.transport_for("anthropic", Source.AGENTS), base_url="http://aibridge"
+    )
+    async with fatal.stream("GET", "/fatal") as response:
+        assert await anext(response.aiter_raw()) == b"first"
+    with anyio.fail_after(5):
+        await ended.wait()
+    held = await other.send(other.build_request("GET", "/held"), stream=True)
+    # Whichever transport closes first, the factory closes both and runs shutdown, then
+    # raises the app's SystemExit.
+    with pytest.raises(SystemExit) as info:
+        await factory.aclose()
+    assert info.value.code == 3
+    assert neighbour_cancelled.is_set()
+    assert shutdown == ["lifespan.shutdown"]
+    await held.aclose()
+
+
 # -- 3. the caller's own request body fails -----------------------------------------------
 
 

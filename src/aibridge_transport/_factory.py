@@ -166,13 +166,24 @@ class InProcessTransportFactory:
         close_in_process(self)
 
     async def aclose(self) -> None:
-        """Close every transport handed out, run lifespan shutdown, then (strict) raise."""
+        """Close every transport handed out, run lifespan shutdown, then (strict) raise.
+
+        A transport's close may raise (a `SystemExit` its app raised after the client left,
+        behaviour §7): the other transports are closed and the lifespan shut down all the
+        same, and then the first such error is raised.
+        """
+        failure: BaseException | None = None
         for transport in list(self._transports):
-            await transport.aclose()
+            try:
+                await transport.aclose()
+            except (Exception, KeyboardInterrupt, SystemExit) as exc:
+                failure = failure or exc
         self._loop_host.detach()  # sync requests no longer run on this loop
         lifespan, self._lifespan = self._lifespan, None
         if lifespan is not None:
             await lifespan.stop()
+        if failure is not None:
+            raise failure
         hidden = self.hidden_app_exceptions
         if hidden:
             first = hidden[0]
