@@ -28,6 +28,7 @@ import pytest
 from ._context import Source, with_delegated_api_key_id
 from ._errors import AIBridgeTransportError
 from ._factory import InProcessTransportFactory
+from ._flavors import flavor_module
 from .types import ASGIApp
 
 if TYPE_CHECKING:
@@ -174,29 +175,9 @@ async def aibridge_client(
     aibridge_factory: InProcessTransportFactory,
 ) -> AsyncIterator[AIBridgeClientFactory]:
     """Makes clients whose requests go to `aibridge_app`; every one is closed at teardown."""
-    clients: list[httpx.AsyncClient | httpx2.AsyncClient] = []
-
-    def make_client(
-        provider: str,
-        *,
-        source: Source | str = Source.AGENTS,
-        flavor: Literal["httpx", "httpx2"] = "httpx",
-        base_url: str = DEFAULT_BASE_URL,
-        **client_options: Any,
-    ) -> Any:
-        transport = aibridge_factory.transport_for(provider, source, flavor=flavor)
-        client: httpx.AsyncClient | httpx2.AsyncClient
-        if flavor == "httpx2":
-            import httpx2
-
-            client = httpx2.AsyncClient(transport=transport, base_url=base_url, **client_options)
-        else:
-            client = httpx.AsyncClient(transport=transport, base_url=base_url, **client_options)
-        clients.append(client)
-        return client
-
+    clients: list[Any] = []
     try:
-        yield make_client
+        yield _client_maker(aibridge_factory, clients, sync=False)
     finally:
         for client in clients:
             await client.aclose()
@@ -259,7 +240,18 @@ def aibridge_sync_client(
     aibridge_sync_factory: InProcessTransportFactory,
 ) -> Iterator[AIBridgeSyncClientFactory]:
     """Makes sync clients whose requests go to `aibridge_app`; every one is closed at teardown."""
-    clients: list[httpx.Client | httpx2.Client] = []
+    clients: list[Any] = []
+    try:
+        yield _client_maker(aibridge_sync_factory, clients, sync=True)
+    finally:
+        for client in clients:
+            client.close()
+
+
+def _client_maker(
+    factory: InProcessTransportFactory, clients: list[Any], *, sync: bool
+) -> Callable[..., Any]:
+    """What `aibridge_client` and `aibridge_sync_client` hand out; each client kept to close."""
 
     def make_client(
         provider: str,
@@ -269,19 +261,11 @@ def aibridge_sync_client(
         base_url: str = DEFAULT_BASE_URL,
         **client_options: Any,
     ) -> Any:
-        transport = aibridge_sync_factory.transport_for(provider, source, flavor=flavor)
-        client: httpx.Client | httpx2.Client
-        if flavor == "httpx2":
-            import httpx2
-
-            client = httpx2.Client(transport=transport, base_url=base_url, **client_options)
-        else:
-            client = httpx.Client(transport=transport, base_url=base_url, **client_options)
+        transport = factory.transport_for(provider, source, flavor=flavor)
+        module = flavor_module(flavor)
+        client_class = module.Client if sync else module.AsyncClient
+        client = client_class(transport=transport, base_url=base_url, **client_options)
         clients.append(client)
         return client
 
-    try:
-        yield make_client
-    finally:
-        for client in clients:
-            client.close()
+    return make_client
