@@ -18,8 +18,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from bench_app import BRIDGE_PREFIX
 
 from aibridge_transport import InProcessTransportFactory, Source, StreamingASGITransport
-from aibridge_transport._adapter import DEFAULT_MAX_BUFFERED_CHUNKS
 from aibridge_transport._backend import spawn_detached
+from aibridge_transport._transport import DEFAULT_MAX_BUFFERED_CHUNKS
 from aibridge_transport.types import ASGIApp, Message, Scope
 
 __all__ = [

@@ -54,7 +54,7 @@ from bench_clients import (
 from bench_scenarios import SCENARIOS, Scenario, Settings
 
 from aibridge_transport import with_delegated_api_key_id
-from aibridge_transport._adapter import DEFAULT_MAX_BUFFERED_CHUNKS
+from aibridge_transport._transport import DEFAULT_MAX_BUFFERED_CHUNKS
 
 MiB = 1024 * 1024
 HERE = Path(__file__).resolve().parent

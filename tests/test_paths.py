@@ -16,7 +16,7 @@ from aibridge_transport import (
     Source,
     with_delegated_api_key_id,
 )
-from aibridge_transport._paths import bridge_path, validate_provider_name
+from aibridge_transport._bridge_paths import bridge_path, validate_provider_name
 from aibridge_transport.types import Receive, Scope, Send
 
 

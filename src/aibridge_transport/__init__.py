@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from ._context import (
+from ._bridge_factory import InProcessTransportFactory, TransportFactory
+from ._bridge_gateway import GatewayAuthMiddleware
+from ._bridge_identity import (
     Source,
     delegated_api_key_id_from_context,
     source_from_context,
     with_delegated_api_key_id,
     with_source,
 )
+from ._bridge_over_http import HTTPTransportFactory
+from ._bridge_paths import AIBRIDGE_ROOT_PATH
+from ._bridge_slot import TransportFactorySlot
 from ._errors import (
     AIBridgeTransportError,
     BridgeNotRegisteredError,
@@ -20,13 +25,8 @@ from ._errors import (
     PathOutsideProviderError,
     RedirectRefusedError,
 )
-from ._factory import InProcessTransportFactory, TransportFactory
-from ._gateway import GatewayAuthMiddleware
-from ._http import HTTPTransportFactory
-from ._httpx import StreamingASGITransport
 from ._lifespan import LifespanError
-from ._paths import AIBRIDGE_ROOT_PATH
-from ._slot import TransportFactorySlot
+from ._transport_httpx import StreamingASGITransport
 
 __version__ = "0.1.0"
 

@@ -63,10 +63,10 @@ from .types import ASGIApp, Message, Scope
 
 __all__ = [
     "AbandonGuard",
+    "AppRunner",
     "CoreProtocolError",
     "CoreReadTimeout",
     "CoreStreamClosed",
-    "Engine",
     "Exchange",
     "ResponseState",
 ]
@@ -123,7 +123,7 @@ def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
     return -1
 
 
-class Engine:
+class AppRunner:
     """What every exchange of one transport shares: the app, its options, the live exchanges."""
 
     def __init__(
@@ -239,7 +239,7 @@ class Exchange:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: AppRunner,
         scope: Scope,
         body: bytes | AsyncIterable[bytes],
         read_timeout: float | None,

@@ -56,7 +56,7 @@ def flavor_module(flavor: str) -> ModuleType:
 def streaming_transport_class(flavor: str) -> type[Any]:
     """This library's `StreamingASGITransport` for `flavor`."""
     if _check_flavor(flavor) == "httpx":
-        from ._httpx import StreamingASGITransport
+        from ._transport_httpx import StreamingASGITransport
     else:
         from .httpx2 import StreamingASGITransport  # type: ignore[assignment]
     return StreamingASGITransport

@@ -23,7 +23,7 @@ import anyio.from_thread
 from anyio.lowlevel import EventLoopToken, current_token
 
 if TYPE_CHECKING:
-    from ._exchange import Engine
+    from ._exchange import AppRunner
 
 __all__ = ["SAME_LOOP_MESSAGE", "LoopHost", "call_soon"]
 
@@ -62,7 +62,7 @@ class LoopHost:
         self._portal_cm: AbstractContextManager[anyio.from_thread.BlockingPortal] | None = None
         self._own: _Loop | None = None
         # The sync engines whose exchanges run here: cancelled before the own loop stops.
-        self.engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+        self.engines: weakref.WeakSet[AppRunner] = weakref.WeakSet()
 
     # -- the async side ---------------------------------------------------------------------
 

@@ -35,12 +35,12 @@ import anyio
 import anyio.lowlevel
 
 from ._backend import AppTask, spawn_detached
-from ._exchange import CoreProtocolError, CoreReadTimeout, CoreStreamClosed, Engine, Exchange
+from ._exchange import AppRunner, CoreProtocolError, CoreReadTimeout, CoreStreamClosed, Exchange
 from ._loop_host import call_soon
 
 if TYPE_CHECKING:
-    from ._adapter import FlavorClasses
     from ._loop_host import _Loop
+    from ._transport import FlavorClasses
     from .types import Scope
 
 __all__ = ["Reader", "SyncExchange", "forget_loop_markers", "split_buffer"]
@@ -76,7 +76,7 @@ class SyncExchange:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: AppRunner,
         scope: Scope,
         body: bytes | Iterator[bytes],
         *,

@@ -14,12 +14,12 @@ from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from ._exchange import Engine
+from ._exchange import AppRunner
 from ._loop_host import LoopHost
 from ._sync import SyncExchange, forget_loop_markers, split_buffer, sync_body_class
 
 if TYPE_CHECKING:
-    from ._adapter import FlavorClasses, Route
+    from ._transport import FlavorClasses, RoutedRequest
 
 __all__ = ["SyncTransportMixin"]
 
@@ -32,16 +32,16 @@ class SyncTransportMixin:
     """Makes a streaming in-process transport a sync transport of its flavour too."""
 
     flavor: ClassVar[FlavorClasses]
-    _engine: Engine
+    _engine: AppRunner
 
     # A factory's transports share the factory's host; a bare transport makes its own.
     loop_host: LoopHost | None = None
     _owns_loop_host = False
-    _sync_engine: Engine | None = None
+    _sync_engine: AppRunner | None = None
 
     if TYPE_CHECKING:
 
-        def _route(self, request: Any) -> Route: ...
+        def _route(self, request: Any) -> RoutedRequest: ...
 
     def _host(self) -> LoopHost:
         host = self.loop_host
@@ -53,7 +53,7 @@ class SyncTransportMixin:
                     self._owns_loop_host = True
         return host
 
-    def _engine_for_sync(self, host: LoopHost) -> Engine:
+    def _engine_for_sync(self, host: LoopHost) -> AppRunner:
         engine = self._sync_engine
         if engine is None:
             with _LAZY:

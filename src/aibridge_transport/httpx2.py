@@ -13,13 +13,13 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(HTTPX2_MISSING) from exc
 
-from ._adapter import FlavorClasses, ResponseBody, TransportCore
 from ._sync_transport import SyncTransportMixin
+from ._transport import FlavorClasses, ResponseBody, TransportCore
 
 __all__ = ["StreamingASGITransport"]
 
 
-class _Body(ResponseBody, httpx2.AsyncByteStream):
+class _HTTPX2ResponseBody(ResponseBody, httpx2.AsyncByteStream):
     __slots__ = ()
 
 
@@ -33,4 +33,6 @@ class StreamingASGITransport(
     """
 
 
-_Body.flavor = StreamingASGITransport.flavor = FlavorClasses(httpx2, _Body)
+_HTTPX2ResponseBody.flavor = StreamingASGITransport.flavor = FlavorClasses(
+    httpx2, _HTTPX2ResponseBody
+)

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 import httpx
 import pytest
 
-from ._context import Source, with_delegated_api_key_id
+from ._bridge_factory import InProcessTransportFactory
+from ._bridge_identity import Source, with_delegated_api_key_id
 from ._errors import AIBridgeTransportError
-from ._factory import InProcessTransportFactory
 from ._flavors import flavor_module
 from .types import ASGIApp
 

@@ -12,8 +12,8 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .._context import delegated_api_key_id_from_context, source_from_context
-from .._paths import AIBRIDGE_ROOT_PATH
+from .._bridge_identity import delegated_api_key_id_from_context, source_from_context
+from .._bridge_paths import AIBRIDGE_ROOT_PATH
 from ..types import Receive, Scope, Send
 from ._formats import (
     AnthropicMessages,

@@ -18,10 +18,7 @@ from typing import Any, ClassVar, Self
 import anyio
 import httpx
 
-from ._context import Source, check_source, delegated_api_key_id_from_context
-from ._errors import MissingDelegatedAPIKeyError
-from ._flavors import Flavor, flavor_module, flavored_class, wrong_flavor_error
-from ._gateway import (
+from ._bridge_gateway import (
     DELEGATED_KEY_ID_HEADER,
     GATEWAY_KEY_HEADER,
     HEADER_PREFIX,
@@ -29,14 +26,17 @@ from ._gateway import (
     GatewayKey,
     bridge_refusal,
 )
-from ._paths import place_request_path, validate_provider_name
+from ._bridge_identity import Source, check_source, delegated_api_key_id_from_context
+from ._bridge_over_http_sync import SyncHTTPRouteMixin, close_http_factory
+from ._bridge_paths import place_request_path, validate_provider_name
+from ._errors import MissingDelegatedAPIKeyError
+from ._flavors import Flavor, flavor_module, flavored_class, wrong_flavor_error
 from ._rules import path_without_query
-from ._sync_http import SyncHTTPRouteMixin, close_http_factory
 
 __all__ = ["HTTPTransportFactory"]
 
 
-class _Body:
+class _BridgeResponseBody:
     """The bridge's response body, closed with the transport that fetched it.
 
     One iterator over the pool's stream is kept, so iterating again after stopping resumes
@@ -47,7 +47,7 @@ class _Body:
 
     __slots__ = ("__weakref__", "_closed", "_iterator", "_owner", "_stream")
 
-    def __init__(self, stream: Any, owner: weakref.WeakSet[_Body]) -> None:
+    def __init__(self, stream: Any, owner: weakref.WeakSet[_BridgeResponseBody]) -> None:
         self._stream = stream
         self._iterator: AsyncIterator[bytes] | None = None
         self._closed = False
@@ -123,10 +123,10 @@ class _RedactedHeaders(list[tuple[bytes, bytes]]):
         return repr(shown)
 
 
-class _HTTPRoute:
+class _HTTPBridgeTransport:
     """The transport, written once against the API httpx and httpx2 share."""
 
-    body_class: ClassVar[type[_Body]]
+    body_class: ClassVar[type[_BridgeResponseBody]]
 
     def __init__(
         self, target: _Target, provider: str, source: str, gateway_key: GatewayKey
@@ -135,7 +135,7 @@ class _HTTPRoute:
         self._provider = provider
         self._identity_source = source.encode("utf-8")
         self._gateway_key = gateway_key
-        self._bodies: weakref.WeakSet[_Body] = weakref.WeakSet()
+        self._bodies: weakref.WeakSet[_BridgeResponseBody] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         return (
@@ -207,15 +207,15 @@ class _HTTPRoute:
             await body.aclose()
 
 
-def _route_class(module: ModuleType) -> type[_HTTPRoute]:
+def _route_class(module: ModuleType) -> type[_HTTPBridgeTransport]:
     body = flavored_class(
-        _Body,
+        _BridgeResponseBody,
         module.AsyncByteStream,
         "HTTPBridgeBody",
         {"__slots__": (), "stream_closed": module.StreamClosed},
     )
     return flavored_class(
-        _HTTPRoute,
+        _HTTPBridgeTransport,
         (SyncHTTPRouteMixin, module.AsyncBaseTransport, module.BaseTransport),
         "HTTPBridgeTransport",
         {"body_class": body},
@@ -288,7 +288,7 @@ class HTTPTransportFactory:
         }
         self._targets: dict[str, _Target] = {}
         self._lock = threading.Lock()
-        self._transports: weakref.WeakSet[_HTTPRoute] = weakref.WeakSet()
+        self._transports: weakref.WeakSet[_HTTPBridgeTransport] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r}, gateway_key=<hidden>)"

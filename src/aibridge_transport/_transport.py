@@ -16,10 +16,10 @@ from typing import Any, ClassVar
 
 from ._exchange import (
     AbandonGuard,
+    AppRunner,
     CoreProtocolError,
     CoreReadTimeout,
     CoreStreamClosed,
-    Engine,
     Exchange,
 )
 from ._flavors import wrong_flavor_error
@@ -31,7 +31,7 @@ __all__ = [
     "DEFAULT_MAX_BUFFERED_CHUNKS",
     "FlavorClasses",
     "ResponseBody",
-    "Route",
+    "RoutedRequest",
     "TransportCore",
 ]
 
@@ -39,7 +39,7 @@ __all__ = [
 DEFAULT_MAX_BUFFERED_CHUNKS = 8
 
 # What `_route` returns: the scope, and the context the app runs in.
-Route = tuple[Scope, contextvars.Context]
+RoutedRequest = tuple[Scope, contextvars.Context]
 
 
 class FlavorClasses:
@@ -151,7 +151,7 @@ class TransportCore:
         max_buffered_chunks: int = DEFAULT_MAX_BUFFERED_CHUNKS,
     ) -> None:
         check_asgi_app(app)
-        self._engine = Engine(
+        self._engine = AppRunner(
             app,
             raise_app_exceptions=raise_app_exceptions,
             disconnect_grace=disconnect_grace,
@@ -175,7 +175,7 @@ class TransportCore:
     def client(self) -> tuple[str, int]:
         return self._scope.client
 
-    def _route(self, request: Any) -> Route:
+    def _route(self, request: Any) -> RoutedRequest:
         url = request.url
         scope = self._scope.build(request, url.path, path_without_query(url.raw_path), {})
         return scope, contextvars.copy_context()

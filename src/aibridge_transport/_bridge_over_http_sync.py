@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._gateway import bridge_refusal
+from ._bridge_gateway import bridge_refusal
 from ._sync import Reader
 
 __all__ = ["SyncHTTPRouteMixin", "close_http_factory", "sync_http_body_class"]

@@ -6,21 +6,21 @@ import weakref
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from ._adapter import DEFAULT_MAX_BUFFERED_CHUNKS, Route, TransportCore
-from ._context import Source, check_source, delegated_api_key_id_from_context
-from ._context import identity_context as _identity_context
+from ._bridge_identity import Source, check_source, delegated_api_key_id_from_context
+from ._bridge_identity import identity_context as _identity_context
+from ._bridge_paths import place_request_path, validate_provider_name
 from ._errors import BridgeNotRegisteredError, MissingDelegatedAPIKeyError
-from ._exchange import Engine
+from ._exchange import AppRunner
 from ._flavors import Flavor, flavored_class, streaming_transport_class
 from ._lifespan import Lifespan
 from ._loop_host import LoopHost
-from ._paths import place_request_path, validate_provider_name
 from ._rules import check_asgi_app
 from ._scope import ScopeBuilder
 from ._sync_transport import close_in_process, enter_in_process
+from ._transport import DEFAULT_MAX_BUFFERED_CHUNKS, RoutedRequest, TransportCore
 from .types import ASGIApp
 
-__all__ = ["AIBridgeRoute", "InProcessTransportFactory", "TransportFactory"]
+__all__ = ["AIBridgeTransport", "InProcessTransportFactory", "TransportFactory"]
 
 
 class TransportFactory(Protocol):
@@ -29,16 +29,16 @@ class TransportFactory(Protocol):
     def transport_for(self, provider_name: str, source: Source | str) -> Any: ...
 
 
-class AIBridgeRoute(TransportCore):
+class AIBridgeTransport(TransportCore):
     """The aibridge rules on top of the generic transport: path, identity, extensions."""
 
-    def __init__(self, engine: Engine, scope: ScopeBuilder, provider: str, source: str) -> None:
+    def __init__(self, engine: AppRunner, scope: ScopeBuilder, provider: str, source: str) -> None:
         self._engine = engine
         self._scope = scope
         self._provider = provider
         self._source = source
 
-    def _route(self, request: Any) -> Route:
+    def _route(self, request: Any) -> RoutedRequest:
         key_id = delegated_api_key_id_from_context()
         if key_id is None:
             raise MissingDelegatedAPIKeyError()
@@ -96,7 +96,7 @@ class InProcessTransportFactory:
         self.max_buffered_chunks = max_buffered_chunks
         self.hidden_app_exceptions: list[BaseException] | None = [] if strict else None
         self._lifespan: Lifespan | None = None
-        self._transports: weakref.WeakSet[AIBridgeRoute] = weakref.WeakSet()
+        self._transports: weakref.WeakSet[AIBridgeTransport] = weakref.WeakSet()
         self._scope = ScopeBuilder(root_path=root_path, lifespan_state=self._state)
         self._loop_host = LoopHost()  # where sync requests run (behaviour §12)
 
@@ -116,9 +116,9 @@ class InProcessTransportFactory:
         provider = validate_provider_name(provider_name)
         source_name = check_source(source)
         transport_class = flavored_class(
-            AIBridgeRoute, streaming_transport_class(flavor), "AIBridgeTransport"
+            AIBridgeTransport, streaming_transport_class(flavor), "AIBridgeTransport"
         )
-        engine = Engine(
+        engine = AppRunner(
             self.app,
             raise_app_exceptions=self.raise_app_exceptions,
             disconnect_grace=self.disconnect_grace,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import httpx
 
-from ._adapter import FlavorClasses, ResponseBody, TransportCore
 from ._sync_transport import SyncTransportMixin
+from ._transport import FlavorClasses, ResponseBody, TransportCore
 
 __all__ = ["StreamingASGITransport"]
 
 
-class _Body(ResponseBody, httpx.AsyncByteStream):
+class _HTTPXResponseBody(ResponseBody, httpx.AsyncByteStream):
     __slots__ = ()
 
 
@@ -43,4 +43,4 @@ class StreamingASGITransport(
     """
 
 
-_Body.flavor = StreamingASGITransport.flavor = FlavorClasses(httpx, _Body)
+_HTTPXResponseBody.flavor = StreamingASGITransport.flavor = FlavorClasses(httpx, _HTTPXResponseBody)

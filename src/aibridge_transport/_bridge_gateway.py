@@ -15,13 +15,13 @@ import logging
 from collections.abc import Awaitable, Generator, Sequence
 from typing import Any
 
-from ._context import check_delegated_api_key_id, check_source, identity_context
+from ._bridge_identity import check_delegated_api_key_id, check_source, identity_context
+from ._bridge_paths import AIBRIDGE_ROOT_PATH, validate_provider_name
 from ._errors import (
     GatewayKeyMismatchError,
     InvalidProviderNameError,
     RedirectRefusedError,
 )
-from ._paths import AIBRIDGE_ROOT_PATH, validate_provider_name
 from ._rules import CONTROL_BYTES
 from .types import ASGIApp, Receive, Scope, Send
 

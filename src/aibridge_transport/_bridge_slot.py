@@ -6,7 +6,7 @@ import logging
 import threading
 from typing import Any
 
-from ._factory import InProcessTransportFactory, TransportFactory
+from ._bridge_factory import InProcessTransportFactory, TransportFactory
 from .types import ASGIApp
 
 __all__ = ["TransportFactorySlot"]
