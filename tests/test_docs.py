@@ -17,6 +17,7 @@ import ast
 import importlib.metadata
 import inspect
 import json
+import re
 import subprocess
 import sys
 import unittest
@@ -36,6 +37,9 @@ from aibridge_transport import StreamingASGITransport
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BACKENDS = ["asyncio", "trio"]
+PYTHON_BLOCK = re.compile(
+    r"^[ \t]*(```python[ \t]*|<!--[ \t]*invisible-code-block:[ \t]*python)$", re.M
+)
 
 pytestmark = [
     # The openai SDK leaves its SSE generators (and the response iterators under them)
@@ -97,8 +101,7 @@ def test_every_python_block_runs(
         except unittest.SkipTest as skip:
             skipped.append(f"line {example.line}: {skip}")
 
-    text = path.read_text()
-    blocks = text.count("```python") + text.count("invisible-code-block: python")
+    blocks = len(PYTHON_BLOCK.findall(path.read_text()))
     assert evaluator.evaluated + len(skipped) == blocks, "a block was neither run nor skipped"
 
 
