@@ -207,3 +207,18 @@ def test_the_readme_install_line_names_the_examples_extra_the_demo_needs() -> No
     readme = (ROOT / "README.md").read_text()
     demo = re.search(r"pip install -e '\.\[examples\]' && \.venv/bin/python examples/", readme)
     assert demo is not None
+
+
+def test_the_quick_start_install_line_brings_everything_the_quick_start_imports() -> None:
+    readme = (ROOT / "README.md").read_text()
+    quick_start = readme[readme.index("## Quick start") :]
+    line = re.search(
+        r"`pip install 'aibridge-transport\[([a-z0-9,]+)\]'((?: [a-z0-9-]+)*)`", quick_start
+    )
+    assert line is not None
+    installed = {name for extra in line[1].split(",") for name in extra_closure(extra)}
+    installed |= {"httpx", "anyio"} | set(line[2].split())
+    by_module = importlib.metadata.packages_distributions()
+    for module in third_party_imports(ROOT / "examples" / "quickstart.py"):
+        distributions = {name.lower() for name in by_module.get(module, [])}
+        assert distributions & installed, f"the quick start imports {module}"
