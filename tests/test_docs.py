@@ -158,3 +158,32 @@ def test_a_benchmark_run_records_the_versions_it_measured() -> None:
     versions = json.loads(completed.stdout)["versions"]
     for name in ("aibridge-transport", "httpx", "httpx2", "anyio", "trio", "starlette", "uvicorn"):
         assert versions[name] == importlib.metadata.version(name)
+
+
+# -- the behaviour reference -------------------------------------------------------------------
+
+# Cited as "behaviour §N" in code, tests and issues: numbers, topics and anchors never move.
+BEHAVIOUR_SECTIONS = [
+    "Public names",
+    "The factory",
+    "The request the app sees",
+    "Identity: source and delegated key",
+    "Streaming",
+    "Ending, cancelling, timing out",
+    "Errors",
+    "Lifespan",
+    "Backends",
+    "The factory slot",
+    "The standalone bridge over HTTP",
+    "Sync clients",
+]
+
+
+def test_the_behaviour_reference_keeps_its_numbered_sections_and_anchors() -> None:
+    text = (ROOT / "docs" / "behaviour.md").read_text()
+    headings = re.findall(r"^## (.+)$", text, re.MULTILINE)
+
+    assert headings == [
+        f"{number}. {title} {{#s{number}}}"
+        for number, title in enumerate(BEHAVIOUR_SECTIONS, start=1)
+    ]
