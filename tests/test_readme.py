@@ -4,8 +4,13 @@ example's, its links good on the package index too. (Its Python blocks run in te
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -98,3 +103,36 @@ def test_repository_links_name_files_that_exist_and_match_the_project_urls() -> 
     for path in files:
         assert (ROOT / path).exists(), path
     assert URLS["Changelog"] == f"{DOCS_URL}changelog/"
+
+
+def find_python(minor: str) -> subprocess.CompletedProcess[str]:
+    """Run .ci/run's own `find_python` for one minor version."""
+    script = f'source <(sed -n "/^find_python()/,/^}}/p" .ci/run) && find_python {minor}'
+    return subprocess.run(
+        ["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_ci_stops_with_a_clear_message_when_a_python_is_missing() -> None:
+    completed = find_python("3.99")
+
+    assert completed.returncode == 1
+    assert completed.stderr.startswith("CI needs CPython 3.99: none under ")
+    assert completed.stdout == ""
+
+
+def test_ci_finds_the_python_running_this_test() -> None:
+    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
+    pyenv = shutil.which("pyenv")
+    if pyenv is None:
+        pytest.skip("CI finds its Pythons through pyenv, which this machine lacks")
+    root = subprocess.run([pyenv, "root"], capture_output=True, text=True, check=True).stdout
+    if not list(Path(root.strip(), "versions").glob(f"{minor}.*")):
+        pytest.skip(f"pyenv on this machine has no Python {minor}")
+
+    completed = find_python(minor)
+
+    assert completed.returncode == 0, completed.stderr
+    found = Path(completed.stdout.strip())
+    assert found.is_file()
+    assert f"/versions/{minor}." in str(found)
