@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import importlib.metadata
 import json
 import math
 import os
@@ -433,6 +434,28 @@ def compare(old_path: Path, new_path: Path) -> None:
                     )
 
 
+# Whose versions a run records: the library and everything on the measured path.
+MEASURED_PACKAGES = (
+    "aibridge-transport",
+    "httpx",
+    "httpx2",
+    "anyio",
+    "trio",
+    "starlette",
+    "uvicorn",
+)
+
+
+def package_versions() -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for name in MEASURED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor()
     try:
@@ -454,6 +477,8 @@ def machine() -> dict[str, Any]:
         commit = ""
     return {
         "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "versions": package_versions(),
         "platform": platform.platform(),
         "cpu": cpu,
         "cpus": os.cpu_count(),

@@ -1,44 +1,35 @@
-"""Quick start: a streaming ASGI app, called in-process through the aibridge factory."""
+"""Quick start: the openai SDK streams a chat completion from a bridge app in the same process.
+
+    python examples/quickstart.py
+
+Needs the `examples` extra: pip install 'aibridge-transport[examples]'. The README shows this
+file from `import anyio` on.
+"""
 
 from __future__ import annotations
 
 import anyio
-import httpx
+import httpx2
+import openai
 
-from aibridge_transport import (
-    InProcessTransportFactory,
-    Source,
-    delegated_api_key_id_from_context,
-    source_from_context,
-    with_delegated_api_key_id,
-)
-from aibridge_transport.types import Receive, Scope, Send
-
-
-async def bridge_app(scope: Scope, receive: Receive, send: Send) -> None:
-    """A tiny bridge: streams three server-sent events, naming who asked."""
-    if scope["type"] != "http":
-        return
-    headers = [(b"content-type", b"text/event-stream")]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    who = f"{source_from_context()}/{delegated_api_key_id_from_context()}"
-    for token in ("Hello", "from", scope["path"], who):
-        event = f"data: {token}\n\n".encode()
-        await send({"type": "http.response.body", "body": event, "more_body": True})
-        await anyio.sleep(0.1)  # a model thinking between tokens
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+from aibridge_transport import InProcessTransportFactory, Source, with_delegated_api_key_id
+from aibridge_transport.testing import FakeAIBridge, Reply
 
 
 async def main() -> None:
-    factory = InProcessTransportFactory(bridge_app)
-    with with_delegated_api_key_id("key-123"):
-        transport = factory.transport_for("openai", Source.AGENTS)
-        async with httpx.AsyncClient(transport=transport, base_url="http://aibridge") as client:
-            async with client.stream("POST", "/v1/chat/completions", json={}) as response:
-                async for line in response.aiter_lines():  # each line as the app sends it
-                    if line:
-                        print(line)
+    bridge = FakeAIBridge(default=Reply(text="Hello from the bridge, token by token"))  # your app
+    async with InProcessTransportFactory(bridge) as factory:
+        transport = factory.transport_for("openai", Source.AGENTS, flavor="httpx2")
+        http = httpx2.AsyncClient(transport=transport)  # the host is never contacted
+        client = openai.AsyncOpenAI(base_url="http://aibridge/v1", api_key="-", http_client=http)
+        with with_delegated_api_key_id("key-123"):  # whom the bridge acts for
+            stream = await client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], stream=True
+            )
+            async for chunk in stream:  # each token as the bridge sends it
+                if chunk.choices and chunk.choices[0].delta.content:
+                    print(chunk.choices[0].delta.content, end="|", flush=True)
+        await client.close()
 
 
-if __name__ == "__main__":
-    anyio.run(main)
+anyio.run(main)

@@ -1,7 +1,15 @@
+"""Every example, copied alone into an empty directory, runs there as its docstring says.
+
+A user copies one file into a project of their own; nothing beside it (another example, the
+repository's pytest settings) may be needed.
+"""
+
 from __future__ import annotations
 
 import ast
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +22,21 @@ BACKENDS = ["asyncio", "trio"]
 TOKEN_LINE = re.compile(r"^ +(\d+) ms  (.+)$")
 
 
-def run_example(name: str, *args: str) -> str:
+def copied_alone(name: str, directory: Path) -> Path:
+    target = directory / name
+    shutil.copyfile(EXAMPLES / name, target)
+    return target
+
+
+def run_example(name: str, *args: str, directory: Path) -> str:
     completed = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
+        [sys.executable, str(copied_alone(name, directory)), *args],
+        cwd=directory,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        env={**os.environ, "PYTHONSAFEPATH": "1"},
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stderr == ""
@@ -63,8 +79,10 @@ def check_streamed_and_buffered(output: str, streamed: str, buffered: str) -> No
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_chat_stream_streams_tokens_and_the_buffering_transport_does_not(backend: str) -> None:
-    output = run_example("chat_stream.py", backend)
+def test_chat_stream_streams_tokens_and_the_buffering_transport_does_not(
+    backend: str, tmp_path: Path
+) -> None:
+    output = run_example("chat_stream.py", backend, directory=tmp_path)
     check_streamed_and_buffered(
         output,
         "openai SDK -> in-process bridge (streams):",
@@ -74,9 +92,9 @@ def test_chat_stream_streams_tokens_and_the_buffering_transport_does_not(backend
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_anthropic_stream_streams_tokens_and_the_buffering_transport_does_not(
-    backend: str,
+    backend: str, tmp_path: Path
 ) -> None:
-    output = run_example("anthropic_stream.py", backend)
+    output = run_example("anthropic_stream.py", backend, directory=tmp_path)
     check_streamed_and_buffered(
         output,
         "anthropic SDK -> in-process bridge (streams):",
@@ -85,8 +103,10 @@ def test_anthropic_stream_streams_tokens_and_the_buffering_transport_does_not(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_bridge_app_streams_end_to_end_with_the_callers_identity(backend: str) -> None:
-    output = run_example("bridge_app.py", backend)
+def test_bridge_app_streams_end_to_end_with_the_callers_identity(
+    backend: str, tmp_path: Path
+) -> None:
+    output = run_example("bridge_app.py", backend, directory=tmp_path)
 
     [(header, tokens)] = sections(output).items()
     assert header == "chat service -> bridge app -> fake provider:"
@@ -107,9 +127,27 @@ def test_bridge_app_streams_end_to_end_with_the_callers_identity(backend: str) -
     )
 
 
-def test_the_fixtures_example_passes() -> None:
-    # Run from the project root, so its pytest settings (warnings as errors, strict markers)
-    # apply to the example as they do to the project's own tests.
+def test_quickstart_streams_a_chat_completion_with_the_openai_sdk(tmp_path: Path) -> None:
+    output = run_example("quickstart.py", directory=tmp_path)
+
+    assert output == "Hello| from| the| bridge,| token| by| token|"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_standalone_bridge_streams_over_http_and_refuses_a_wrong_gateway_key(
+    backend: str, tmp_path: Path
+) -> None:
+    output = run_example("standalone_bridge.py", backend, directory=tmp_path)
+
+    [(header, tokens)] = sections(output).items()
+    assert header.startswith("bridge on http://127.0.0.1:")
+    assert "".join(token for _, token in tokens).startswith("Each token crosses the socket")
+    assert output.splitlines()[-1].startswith("wrong gateway key: ")
+
+
+def test_the_fixtures_example_passes_copied_alone(tmp_path: Path) -> None:
+    # Warnings as errors and strict markers, as a careful project's settings would have them;
+    # the loop scope is set so that pytest-asyncio, when installed, does not warn on its own.
     completed = subprocess.run(
         [
             sys.executable,
@@ -118,9 +156,14 @@ def test_the_fixtures_example_passes() -> None:
             "-q",
             "-p",
             "no:cacheprovider",
-            "examples/test_with_fixtures.py",
+            "-W",
+            "error",
+            "--strict-markers",
+            "-o",
+            "asyncio_default_fixture_loop_scope=function",
+            str(copied_alone("test_with_fixtures.py", tmp_path)),
         ],
-        cwd=EXAMPLES.parent,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,
@@ -130,8 +173,8 @@ def test_the_fixtures_example_passes() -> None:
     assert re.search(r"^12 passed in ", completed.stdout, re.MULTILINE), completed.stdout
 
 
-def test_sync_chat_streams_tokens_to_the_sync_sdk() -> None:
-    output = run_example("sync_chat.py")
+def test_sync_chat_streams_tokens_to_the_sync_sdk(tmp_path: Path) -> None:
+    output = run_example("sync_chat.py", directory=tmp_path)
     [(header, tokens)] = sections(output).items()
     assert header == "sync openai SDK -> in-process bridge (streams):"
     assert len(tokens) == 20
@@ -141,3 +184,16 @@ def test_sync_chat_streams_tokens_to_the_sync_sdk() -> None:
     assert output.splitlines()[-1] == (
         f"20 tokens: first after {tokens[0][0]} ms, last after {tokens[-1][0]} ms (50 ms apart)"
     )
+
+
+def test_every_example_is_run_by_a_test() -> None:
+    tested = {
+        "anthropic_stream.py",
+        "bridge_app.py",
+        "chat_stream.py",
+        "quickstart.py",
+        "standalone_bridge.py",
+        "sync_chat.py",
+        "test_with_fixtures.py",
+    }
+    assert {path.name for path in EXAMPLES.glob("*.py")} == tested

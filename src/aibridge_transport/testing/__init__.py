@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+try:
+    import starlette  # noqa: F401
+except ImportError as exc:
+    raise ImportError(
+        "aibridge_transport.testing needs starlette: pip install 'aibridge-transport[testing]'"
+    ) from exc
+
 from ._app import DEFAULT_PROVIDERS, FakeAIBridge, ProviderAPI
 from ._record import Outcome, RecordedRequest
 from ._script import (

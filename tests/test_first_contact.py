@@ -1,0 +1,224 @@
+"""What a new user meets first: install hints, the extras the demos need, and how a missing
+delegated key looks through each SDK (docs/sdks.md)."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import anthropic
+import httpx2
+import openai
+import pytest
+from packaging.requirements import Requirement
+
+from aibridge_transport import (
+    InProcessTransportFactory,
+    MissingDelegatedAPIKeyError,
+    Source,
+    delegated_api_key_id_from_context,
+)
+from aibridge_transport.testing import FakeAIBridge
+
+ROOT = Path(__file__).resolve().parent.parent
+DISTRIBUTION = "aibridge-transport"
+
+
+# -- a missing delegated key, as each SDK shows it (docs/sdks.md) ---------------------------
+
+
+def anthropic_client(
+    factory: InProcessTransportFactory, attempts: list[str], max_retries: int
+) -> anthropic.AsyncAnthropic:
+    async def count(request: httpx2.Request) -> None:
+        attempts.append(request.url.path)
+
+    transport = factory.transport_for("anthropic", Source.AGENTS, flavor="httpx2")
+    return anthropic.AsyncAnthropic(
+        base_url="http://aibridge",
+        api_key="unused-in-process",
+        http_client=httpx2.AsyncClient(transport=transport, event_hooks={"request": [count]}),
+        max_retries=max_retries,
+    )
+
+
+async def ask_anthropic(client: anthropic.AsyncAnthropic) -> None:
+    await client.messages.create(
+        model="claude-sonnet-5-5", max_tokens=16, messages=[{"role": "user", "content": "Hi"}]
+    )
+
+
+@pytest.mark.anyio
+async def test_anthropic_retries_a_missing_key_and_reports_a_connection_error_caused_by_it() -> (
+    None
+):
+    bridge = FakeAIBridge()
+    factory = InProcessTransportFactory(bridge)
+    attempts: list[str] = []
+    client = anthropic_client(factory, attempts, max_retries=2)
+
+    with pytest.raises(anthropic.APIConnectionError) as caught:
+        await ask_anthropic(client)
+    await client.close()
+
+    assert str(caught.value) == "Connection error."
+    assert isinstance(caught.value.__cause__, MissingDelegatedAPIKeyError)
+    assert "with_delegated_api_key_id" in str(caught.value.__cause__)
+    assert attempts == ["/v1/messages"] * 3  # the first try and the SDK's two retries
+    assert bridge.requests == []  # the app never ran
+
+
+@pytest.mark.anyio
+async def test_the_documented_pattern_finds_the_missing_key_behind_anthropics_error() -> None:
+    bridge = FakeAIBridge()
+    factory = InProcessTransportFactory(bridge)
+    client = anthropic_client(factory, [], max_retries=0)
+
+    # The pattern docs/sdks.md gives, as written there.
+    with pytest.raises(MissingDelegatedAPIKeyError):
+        try:
+            await ask_anthropic(client)
+        except anthropic.APIConnectionError as exc:
+            if isinstance(exc.__cause__, MissingDelegatedAPIKeyError):
+                raise exc.__cause__ from None
+            raise
+    await client.close()
+
+
+@pytest.mark.anyio
+async def test_the_documented_guard_fails_before_anthropic_is_called() -> None:
+    bridge = FakeAIBridge()
+    factory = InProcessTransportFactory(bridge)
+    attempts: list[str] = []
+    client = anthropic_client(factory, attempts, max_retries=2)
+
+    with pytest.raises(MissingDelegatedAPIKeyError):
+        if delegated_api_key_id_from_context() is None:
+            raise MissingDelegatedAPIKeyError()
+        await ask_anthropic(client)
+    await client.close()
+
+    assert attempts == []
+
+
+@pytest.mark.anyio
+async def test_openai_raises_a_missing_key_as_it_is_without_retrying() -> None:
+    bridge = FakeAIBridge()
+    factory = InProcessTransportFactory(bridge)
+    attempts: list[str] = []
+
+    async def count(request: httpx2.Request) -> None:
+        attempts.append(request.url.path)
+
+    transport = factory.transport_for("openai", Source.AGENTS, flavor="httpx2")
+    client = openai.AsyncOpenAI(
+        base_url="http://aibridge/v1",
+        api_key="unused-in-process",
+        http_client=httpx2.AsyncClient(transport=transport, event_hooks={"request": [count]}),
+    )
+
+    with pytest.raises(MissingDelegatedAPIKeyError):
+        await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+        )
+    await client.close()
+
+    assert attempts == ["/v1/chat/completions"]
+    assert bridge.requests == []
+
+
+# -- missing extras ---------------------------------------------------------------------------
+
+
+def import_without(blocked: str, module: str) -> subprocess.CompletedProcess[str]:
+    code = f"import sys; sys.modules[{blocked!r}] = None; import {module}"
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("blocked", "module", "extra"),
+    [
+        ("starlette", "aibridge_transport.testing", "testing"),
+        ("httpx2", "aibridge_transport.httpx2", "httpx2"),
+    ],
+)
+def test_a_missing_extra_says_which_extra_to_install(blocked: str, module: str, extra: str) -> None:
+    completed = import_without(blocked, module)
+
+    assert completed.returncode == 1
+    last_line = completed.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("ImportError: ")
+    assert f"pip install 'aibridge-transport[{extra}]'" in last_line
+
+
+def extra_closure(extra: str) -> set[str]:
+    """Every distribution an extra of this package installs, its own extras followed."""
+    found: set[str] = set()
+    pending = [extra]
+    seen_extras: set[str] = set()
+    while pending:
+        current = pending.pop()
+        seen_extras.add(current)
+        for line in importlib.metadata.requires(DISTRIBUTION) or []:
+            requirement = Requirement(line)
+            marker = requirement.marker
+            in_extra = marker is None or marker.evaluate({"extra": current})
+            if not in_extra:
+                continue
+            name = requirement.name.lower().replace("_", "-")
+            if name == DISTRIBUTION:
+                pending.extend(requirement.extras - seen_extras)
+            else:
+                found.add(name)
+    return found
+
+
+def third_party_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return {name for name in names if name not in sys.stdlib_module_names} - {"aibridge_transport"}
+
+
+def test_the_examples_extra_installs_everything_the_examples_import() -> None:
+    """The README's demo commands (trio included) work after the README's install line."""
+    installed = extra_closure("examples")
+    by_module = importlib.metadata.packages_distributions()
+    for path in sorted((ROOT / "examples").glob("*.py")):
+        for module in third_party_imports(path):
+            if module == "pytest":  # the fixtures example is run by the user's own pytest
+                continue
+            distributions = {name.lower() for name in by_module.get(module, [])}
+            assert distributions & installed, f"{path.name} imports {module}, not in [examples]"
+    assert "trio" in installed
+
+
+def test_the_readme_install_line_names_the_examples_extra_the_demo_needs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    demo = re.search(r"pip install -e '\.\[examples\]' && \.venv/bin/python examples/", readme)
+    assert demo is not None
+
+
+def test_the_quick_start_install_line_brings_everything_the_quick_start_imports() -> None:
+    readme = (ROOT / "README.md").read_text()
+    quick_start = readme[readme.index("## Quick start") :]
+    line = re.search(
+        r"`pip install 'aibridge-transport\[([a-z0-9,]+)\]'((?: [a-z0-9-]+)*)`", quick_start
+    )
+    assert line is not None
+    installed = {name for extra in line[1].split(",") for name in extra_closure(extra)}
+    installed |= {"httpx", "anyio"} | set(line[2].split())
+    by_module = importlib.metadata.packages_distributions()
+    for module in third_party_imports(ROOT / "examples" / "quickstart.py"):
+        distributions = {name.lower() for name in by_module.get(module, [])}
+        assert distributions & installed, f"the quick start imports {module}"
