@@ -7,8 +7,7 @@ that cannot run is marked `<!-- skip: next "why" -->` next to a sentence saying 
 to docs/ is collected without being listed here. Top-level `await` is allowed: such a block runs
 in `anyio.run` on the backend of the test, as the body of an async `main()` would.
 
-The namespace starts with `__name__ == "__main__"` (a complete program runs as a script) and
-`sync_clients_available`, for blocks that need a version with sync clients (behaviour §12).
+The namespace starts with `__name__ == "__main__"`, so a complete program runs as a script.
 """
 
 from __future__ import annotations
@@ -26,13 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 from sybil import Example, Sybil
 from sybil.evaluators.python import pad
 from sybil.parsers.markdown import CodeBlockParser, SkipParser
-
-from aibridge_transport import StreamingASGITransport
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -49,10 +45,6 @@ pytestmark = [
         r"(SSEDecoder|AsyncStream|Response)\.:pytest.PytestUnraisableExceptionWarning"
     ),
 ]
-
-
-def sync_clients_available() -> bool:
-    return issubclass(StreamingASGITransport, httpx.BaseTransport)
 
 
 class AnyioEvaluator:
@@ -89,9 +81,7 @@ def test_every_python_block_runs(
     evaluator = AnyioEvaluator(backend)
     parsers: list[Any] = [CodeBlockParser(language="python", evaluator=evaluator), SkipParser()]
     document = Sybil(parsers=parsers, path=str(ROOT)).parse(path)
-    document.namespace.update(
-        {"__name__": "__main__", "sync_clients_available": sync_clients_available()}
-    )
+    document.namespace.update({"__name__": "__main__"})
     monkeypatch.chdir(tmp_path)  # a block that writes a file writes it here
 
     skipped: list[str] = []
