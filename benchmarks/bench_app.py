@@ -28,7 +28,7 @@ SSE_EVENTS = 500
 SSE_EVENT = b"data: " + b"x" * 92 + b"\n\n"
 assert len(SSE_EVENT) == 100
 
-# The in-process factory places every request under this prefix (contract 3); the other
+# The in-process factory places every request under this prefix (behaviour §3); the other
 # clients send their requests there themselves, so that every client reaches the same route.
 BRIDGE_PREFIX = "/api/v2/aibridge/openai"
 

@@ -1,4 +1,4 @@
-"""The same bridge app, reached in-process and over HTTP, must look the same (contract 11).
+"""The same bridge app, reached in-process and over HTTP, must look the same (behaviour §11).
 
 Every case runs the request once through `InProcessTransportFactory` and once through
 `HTTPTransportFactory` against a real uvicorn serving the app behind `GatewayAuthMiddleware`,
@@ -133,7 +133,7 @@ async def sse(scope: Scope, receive: Receive, send: Send) -> None:
     for number in range(3):
         event = f"data: token-{number}\n\n".encode()
         await send({"type": "http.response.body", "body": event, "more_body": True})
-        # The next token only once the caller has read this one: chunk by chunk (contract 5).
+        # The next token only once the caller has read this one: chunk by chunk (behaviour §5).
         await wait_for(f"{probe}/read-{number}")
     await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 
@@ -191,7 +191,7 @@ async def crash_after_end(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def mutate_state(scope: Scope, receive: Receive, send: Send) -> None:
     await record(scope)
-    # A shallow copy per request: neither change may reach the next request (contract 8).
+    # A shallow copy per request: neither change may reach the next request (behaviour §8).
     scope["state"]["model"] = "changed"
     scope["state"]["added"] = True
     await send({"type": "http.response.start", "status": 204, "headers": []})

@@ -1,4 +1,4 @@
-"""Contract section 6: ending, cancelling, timing out."""
+"""Behaviour §6: ending, cancelling, timing out."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Contract section 7: what the caller sees when the app misbehaves, in both modes."""
+"""Behaviour §7: what the caller sees when the app misbehaves, in both modes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Contract sections 2, 3 and 4: the factory, the request the app sees, identity."""
+"""Behaviour §§2, 3 and 4: the factory, the request the app sees, identity."""
 
 from __future__ import annotations
 

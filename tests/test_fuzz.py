@@ -326,7 +326,7 @@ def expected_outcome(app: AppScript, setup: Setup, consumer: ConsumerScript) -> 
     return Expected(app.status, chunks, module.RemoteProtocolError, "", RuntimeError)
 
 
-def contract_exception(exc: BaseException, setup: Setup, run: Run) -> bool:
+def documented_exception(exc: BaseException, setup: Setup, run: Run) -> bool:
     """Whether `exc` may reach the caller at all (behaviour §7)."""
     if exc is run.upload_error:
         return True  # the caller's own, on every transport
@@ -385,7 +385,7 @@ async def open_response(client: Any, run: Run, seen: Seen) -> Any:
 
 async def read_chunks(response: Any, seen: Seen, limit: int | None) -> bool:
     """Read up to `limit` chunks (all when None); True at the end of the body."""
-    # The transport's stream, one chunk per message (contract 5), closed right here: no
+    # The transport's stream, one chunk per message (behaviour §5), closed right here: no
     # suspended async generator is left for the collector to finalize in a task of its own.
     chunks: Any = response.stream.__aiter__()
     try:
@@ -481,7 +481,7 @@ class ClientStream:
 def check_outcome(run: Run, setup: Setup, seen: Seen) -> None:
     expected = expected_outcome(run.app, setup, run.consumer)
     for error in seen.errors:
-        assert contract_exception(error, setup, run), f"not a contract exception: {error!r}"
+        assert documented_exception(error, setup, run), f"not a documented exception: {error!r}"
     if seen.status is not None and expected.status is not None:
         assert seen.status == expected.status
     assert seen.chunks == expected.chunks[: len(seen.chunks)], "the body is not a prefix"
@@ -531,7 +531,7 @@ async def play_example(run: Run, setup: Setup, backend: str) -> None:
         with with_delegated_api_key_id("key-1"):
             await consume(client, run, seen)
         check_outcome(run, setup, seen)
-        # Contract 6: a response closed, cancelled, abandoned or timed out disconnects the app,
+        # Behaviour §6: a response closed, cancelled, abandoned or timed out disconnects the app,
         # which is cancelled after the grace period, without closing the client.
         with anyio.fail_after(GRACE + 5):
             await run.wait_idle()
@@ -670,9 +670,9 @@ async def final_then_hang(scope: Scope, receive: Receive, send: Send) -> None:
 
 @pytest.mark.anyio
 async def test_a_caller_cancelled_while_closing_still_disconnects_the_app() -> None:
-    # Found by the fuzzing above. In raise mode, closing waits for the app (contract 7);
+    # Found by the fuzzing above. In raise mode, closing waits for the app (behaviour §7);
     # a caller cancelled there must still disconnect it, so it ends after the grace period
-    # without the client being closed (contract 6).
+    # without the client being closed (behaviour §6).
     returned = anyio.Event()
     RETURNED.set(returned)
     transport = StreamingASGITransport(app=final_then_hang, disconnect_grace=GRACE)
@@ -723,7 +723,7 @@ async def complete_then_return(scope: Scope, receive: Receive, send: Send) -> No
 
 @pytest.mark.anyio
 async def test_a_response_dropped_after_its_app_ended_is_released_silently() -> None:
-    # Found by the fuzzing above (contract 6: nothing warns).
+    # Found by the fuzzing above (behaviour §6: nothing warns).
     returned = anyio.Event()
     RETURNED.set(returned)
     transport = StreamingASGITransport(app=complete_then_return, disconnect_grace=GRACE)

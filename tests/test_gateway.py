@@ -55,7 +55,7 @@ async def recorder(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def leaky(scope: Scope, receive: Receive, send: Send) -> None:
-    # Never exits the block: the value must still not leak out of the middleware (contract 4).
+    # Never exits the block: the value must still not leak out of the middleware (behaviour §4).
     with_source("set-by-the-app").__enter__()
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})

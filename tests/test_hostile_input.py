@@ -64,7 +64,7 @@ async def send_raw(client: Any, path: str, headers: list[tuple[Any, Any]]) -> An
     return await client.send(request)
 
 
-# -- provider names (contract 2) ---------------------------------------------------------------
+# -- provider names (behaviour §2) ---------------------------------------------------------------
 
 BAD_PROVIDER_NAMES = [
     ("", "provider name is required"),
@@ -119,7 +119,7 @@ async def test_longest_and_non_ascii_provider_names_are_one_encoded_segment() ->
         assert SEEN[-1]["raw_path"] == b"/api/v2/aibridge/" + raw + b"/v1/models"
 
 
-# -- request paths (contract 3) ----------------------------------------------------------------
+# -- request paths (behaviour §3) ----------------------------------------------------------------
 
 ESCAPING_PATHS = [
     "/%2e%2e/admin",
@@ -282,7 +282,7 @@ async def test_oversized_headers_are_refused(flavour: str, headers: dict[str, st
     assert SEEN == []
 
 
-# -- identity (contract 4) ---------------------------------------------------------------------
+# -- identity (behaviour §4) ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("key_id", ["key\r\n", "key\nx-admin: 1", "\x00", "k\x7f", "k\x85"])
@@ -299,7 +299,7 @@ async def test_source_with_control_characters_is_refused(source: str) -> None:
         factory.transport_for("openai", source)
 
 
-# -- malformed messages from the app (contract 7) ----------------------------------------------
+# -- malformed messages from the app (behaviour §7) ----------------------------------------------
 
 
 async def status_is_a_string(scope: Scope, receive: Receive, send: Send) -> None:

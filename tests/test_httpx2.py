@@ -1,4 +1,4 @@
-"""Contract section 2: the httpx2 flavour gives httpx2 responses, streams and exceptions."""
+"""Behaviour §2: the httpx2 flavour gives httpx2 responses, streams and exceptions."""
 
 from __future__ import annotations
 

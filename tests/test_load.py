@@ -36,10 +36,10 @@ async def test_thousands_of_slow_streams_stay_within_the_buffer() -> None:
         STREAMS, chunks=CHUNKS, chunk_bytes=CHUNK_BYTES, max_buffered_chunks=BUFFERED_CHUNKS
     )
     assert report.completed == STREAMS  # every body arrived byte for byte
-    # Contract 5: a slow reader holds at most the buffer, plus the chunk it reads and the
+    # Behaviour §5: a slow reader holds at most the buffer, plus the chunk it reads and the
     # one the app is sending, never the body.
     in_flight = (BUFFERED_CHUNKS + 2) * CHUNK_BYTES
     assert report.peak_per_stream < in_flight + OVERHEAD_PER_STREAM
     assert report.peak_per_stream < report.body_bytes * 2 / 3
     assert report.live_left == 0
-    assert report.tasks_left == 0  # contract 6
+    assert report.tasks_left == 0  # behaviour §6

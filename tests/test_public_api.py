@@ -32,7 +32,7 @@ CONTRACT_NAMES = {
 }
 
 
-def test_contract_names_are_exported() -> None:
+def test_the_public_names_are_exported() -> None:
     assert CONTRACT_NAMES <= set(aibridge_transport.__all__)
     for name in aibridge_transport.__all__:
         assert hasattr(aibridge_transport, name), name

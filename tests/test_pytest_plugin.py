@@ -194,7 +194,7 @@ def test_a_request_without_the_key_fixture_is_refused(pytester: pytest.Pytester)
 
 # A response left open mid-stream is closed by the fixtures' teardown: the app is told and
 # stops, and the clients are closed. Under pytest-asyncio that teardown runs in another task
-# than the test that sent the request (recorded here), which the transport allows (contract 6).
+# than the test that sent the request (recorded here), which the transport allows (behaviour §6).
 OPEN_STREAM = """
 import pytest
 
@@ -312,7 +312,7 @@ def test_strict_mode_fails_the_test_at_teardown_with_the_app_exception(
 
 
 def test_strict_mode_sees_what_starlette_answered_with_a_500(pytester: pytest.Pytester) -> None:
-    # Starlette's ServerErrorMiddleware sends its own 500, then re-raises (contract 7).
+    # Starlette's ServerErrorMiddleware sends its own 500, then re-raises (behaviour §7).
     result = run(
         pytester,
         """

@@ -45,7 +45,7 @@ async def test_memory_and_tasks_stay_flat_over_mixed_exchanges() -> None:
     assert all(checkpoint.tasks == 0 for checkpoint in checkpoints)
     assert all(checkpoint.live_exchanges == 0 for checkpoint in checkpoints)
     assert tasks_left == 0
-    # Every kind of exchange ran, and ended the way the contract says.
+    # Every kind of exchange ran, and ended the way the behaviour reference says.
     assert tally.outcomes == expected_outcomes(EXCHANGES)
 
 
@@ -54,8 +54,8 @@ def expected_outcomes(total: int) -> dict[str, int]:
     names = {
         0: "streamed",
         1: "closed early",
-        3: "remote protocol error",  # contract 7: raised after start, in every mode
-        4: "read timeout",  # contract 6
+        3: "remote protocol error",  # behaviour §7: raised after start, in every mode
+        4: "read timeout",  # behaviour §6
         5: "cancelled",
         6: "abandoned",
         7: "app ran on after the body",
@@ -64,7 +64,7 @@ def expected_outcomes(total: int) -> dict[str, int]:
     outcomes: Counter[str] = Counter()
     for index in range(total):
         kind = (index // 3) % KINDS
-        if kind in (2, 8):  # raised before start: raised in raise mode, else 500 (contract 7)
+        if kind in (2, 8):  # raised before start: raised in raise mode, else 500 (behaviour §7)
             outcomes["app error raised" if index % 3 == 0 else "crash before start: 500"] += 1
         else:
             outcomes[names[kind]] += 1

@@ -1,4 +1,4 @@
-"""Contract section 5: streaming, chunk by chunk, with backpressure."""
+"""Behaviour §5: streaming, chunk by chunk, with backpressure."""
 
 from __future__ import annotations
 

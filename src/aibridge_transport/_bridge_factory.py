@@ -1,4 +1,4 @@
-"""The aibridge rules and the in-process factory (contract sections 2, 3, 4 and 8)."""
+"""The aibridge rules and the in-process factory (behaviour §§2, 3, 4 and 8)."""
 
 from __future__ import annotations
 

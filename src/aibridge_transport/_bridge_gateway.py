@@ -1,4 +1,4 @@
-"""The standalone bridge's side of contract 11: identity from headers, behind a gateway key.
+"""The standalone bridge's side of behaviour §11: identity from headers, behind a gateway key.
 
 `HTTPTransportFactory` sends the caller's identity in `X-AIBridge-*` headers together with a
 shared gateway key. `GatewayAuthMiddleware` wraps the bridge app: it checks the key in
@@ -128,7 +128,7 @@ class _RunInContext:
     """Awaits `awaitable` with each of its steps run in `context`.
 
     So the app, and every task it starts (they copy the current context), see the identity
-    the middleware set, while nothing the app sets leaks back to the server (contract 4).
+    the middleware set, while nothing the app sets leaks back to the server (behaviour §4).
     """
 
     __slots__ = ("_awaitable", "_context")
@@ -259,7 +259,7 @@ class GatewayAuthMiddleware:
                     check_source(source)
                 provider = _provider_from_path(_route_path(scope))
         except (_BadIdentity, ValueError) as exc:
-            # Our own reasons name headers, never their values (contract 7).
+            # Our own reasons name headers, never their values (behaviour §7).
             reason = str(exc) if isinstance(exc, _BadIdentity) else "a header value not allowed"
             logger.warning(
                 "refused %s %r from %s: %s",
@@ -271,7 +271,7 @@ class GatewayAuthMiddleware:
             return scope, None, _Refusal(400, _INVALID_IDENTITY, b"invalid identity headers")
 
         if not key_id or provider is None:
-            # Authenticated, but nobody to act for: the app sees no identity (contract 11).
+            # Authenticated, but nobody to act for: the app sees no identity (behaviour §11).
             return scope, identity_context(None, None), None
         extensions = dict(scope.get("extensions") or {})
         extensions["aibridge"] = {

@@ -1,7 +1,7 @@
 """Who is calling: the request's source and the caller's delegated API key id.
 
 Both live in context variables, so they follow a request into the app and into every task
-the app starts, and concurrent requests never see each other's values (contract section 4).
+the app starts, and concurrent requests never see each other's values (behaviour §4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The caller's side of contract 11: the same bridge, reached over HTTP.
+"""The caller's side of behaviour §11: the same bridge, reached over HTTP.
 
 `HTTPTransportFactory` hands out transports with the aibridge rules of the in-process
 factory (path rewrite, the delegated key gate) that send the request to a standalone bridge
@@ -40,7 +40,7 @@ class _BridgeResponseBody:
     """The bridge's response body, closed with the transport that fetched it.
 
     One iterator over the pool's stream is kept, so iterating again after stopping resumes
-    where it stopped, as the in-process body does (contract 5).
+    where it stopped, as the in-process body does (behaviour §5).
     """
 
     stream_closed: ClassVar[type[Exception]]
@@ -181,7 +181,7 @@ class _HTTPBridgeTransport:
         bridge_url = target.base.copy_with(
             raw_path=target.prefix + placed.raw_path + (b"?" + query if query else b"")
         )
-        # The caller's own X-AIBridge-* headers are never trusted, so never sent (contract 11).
+        # The caller's own X-AIBridge-* headers are never trusted, so never sent (behaviour §11).
         headers = _RedactedHeaders([(b"Host", target.host)])
         headers += [
             (name, value)
@@ -237,7 +237,7 @@ def _check_base_url(base_url: str) -> str:
 
 class HTTPTransportFactory:
     """
-    Hands out transports that send to a standalone bridge over HTTP (contract 11).
+    Hands out transports that send to a standalone bridge over HTTP (behaviour §11).
 
     A drop-in for `InProcessTransportFactory`: the same `transport_for(provider, source,
     flavor=...)`, the same path rules and the same `MissingDelegatedAPIKeyError` gate. The

@@ -1,4 +1,4 @@
-"""Provider names and the path rewrite (contract sections 2 and 3).
+"""Provider names and the path rewrite (behaviour §§2 and 3).
 
 A provider name is exactly one path segment. A request path is placed under
 `/api/v2/aibridge/<provider>/`, with dot segments resolved and containment judged on the

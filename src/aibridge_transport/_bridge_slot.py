@@ -1,4 +1,4 @@
-"""The factory slot: one place per process where callers find the bridge (contract 10)."""
+"""The factory slot: one place per process where callers find the bridge (behaviour §10)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class TransportFactorySlot:
         """Store an `InProcessTransportFactory(app, **options)` and return it.
 
         If the slot holds a factory that is not in-process (a standalone bridge), that one is
-        kept and returned instead: the in-memory app never displaces it (contract 10).
+        kept and returned instead: the in-memory app never displaces it (behaviour §10).
         Raises `ValueError` when `app` is `None`.
         """
         if app is None:

@@ -2,7 +2,7 @@
 
 The app runs in its own task (see `_backend`). Its `send()` feeds the body chunks into an
 anyio memory object stream; the consumer reads the stream. The buffer bounds how far the app
-runs ahead of a slow consumer (contract 5). A consumer waiting for the response start waits
+runs ahead of a slow consumer (behaviour §5). A consumer waiting for the response start waits
 on an event of the loop, which the start (or the app's end) sets.
 
 The stream is opened by the first side that has to wait for a chunk: the consumer for one that
@@ -14,8 +14,8 @@ one) never needs a stream, a large share of the cost of a small request.
 
 When the consumer leaves, the app is disconnected the way uvicorn does it at ASGI spec 2.3:
 `receive()` answers `http.disconnect`, `send()` becomes a silent no-op, and after a grace
-period the app's task is cancelled (contract 6). What the app does wrong is mapped by the
-table in contract 7.
+period the app's task is cancelled (behaviour §6). What the app does wrong is mapped by the
+table in behaviour §7.
 
 Nothing here knows httpx or httpx2: errors leave as the `Core*` exceptions below, which the
 adapters translate into the client's own flavour.
@@ -508,7 +508,7 @@ class Exchange:
             )
         if not more_body:
             if self._send is not None:
-                self._send.close()  # EOF now, even if the app keeps running (contract 5)
+                self._send.close()  # EOF now, even if the app keeps running (behaviour §5)
             self._wake()
 
     def _start_or_refuse(self, message: Message) -> None:
@@ -716,7 +716,7 @@ class Exchange:
             if error is None:  # cancelled before it started: only when the transport closed
                 raise CoreProtocolError("the transport closed before the app started a response")
             raise error
-        # 500 mode: what uvicorn answers when the app fails before the start (contract 7).
+        # 500 mode: what uvicorn answers when the app fails before the start (behaviour §7).
         self.status = 500
         self.headers = list(_ERROR_HEADERS)
         if self.scope["method"] != "HEAD":
@@ -754,7 +754,7 @@ class Exchange:
         try:
             await self.task.checkpoint()
         except BaseException:
-            self.disconnect()  # the caller was cancelled (contract 6)
+            self.disconnect()  # the caller was cancelled (behaviour §6)
             raise
         return self._take()
 
@@ -783,7 +783,7 @@ class Exchange:
             self.disconnect()
             raise CoreReadTimeout(f"no response data from the app within {timeout} s") from None
         except BaseException:
-            self.disconnect()  # the caller was cancelled: the app must not run on (contract 6)
+            self.disconnect()  # the caller was cancelled: the app must not run on (behaviour §6)
             raise
 
     async def next_chunk(self) -> bytes:
@@ -807,7 +807,7 @@ class Exchange:
                 try:
                     await self.task.checkpoint()
                 except BaseException:
-                    self.disconnect()  # the caller was cancelled (contract 6)
+                    self.disconnect()  # the caller was cancelled (behaviour §6)
                     raise
                 item = self._take()
                 if item is _PENDING:
@@ -847,14 +847,14 @@ class Exchange:
         engine = self.engine
         wait = engine.raise_app_exceptions or engine.hidden_errors is not None
         if wait and self._runs_after_body:
-            # So an exception raised after the final body surfaces here (contract 7).
+            # So an exception raised after the final body surfaces here (behaviour §7).
             try:
                 async with self.task.timeout(engine.disconnect_grace):
                     await self.wait_finished()
             except TimeoutError:
                 pass  # the app runs on past the grace period: disconnected below
             finally:
-                # Also when the closing caller is cancelled: the app must not run on (contract 6).
+                # Also when the closing caller is cancelled: the app must not run on (behaviour §6).
                 fatal = self._take_fatal()
                 self.disconnect()
                 if fatal is not None:
@@ -878,14 +878,14 @@ class Exchange:
         self._wake()
         if self.app_done:
             # Kept live until now, so that a response abandoned after its app ended is
-            # finalized before its receive stream, which is closed here (contract 6).
+            # finalized before its receive stream, which is closed here (behaviour §6).
             self.engine.live.discard(self)
             self._hand_over_fatal()
         else:
             self.task.cancel_after(self.engine.disconnect_grace)
 
     def abandon(self) -> None:
-        """The response was garbage-collected without being closed (contract 6)."""
+        """The response was garbage-collected without being closed (behaviour §6)."""
         if self._consumer_closed or self.disconnected:
             return
         self._consumer_closed = True
@@ -904,7 +904,7 @@ class Exchange:
 
 
 class AbandonGuard:
-    """Releases an exchange whose response was dropped without being closed (contract 6).
+    """Releases an exchange whose response was dropped without being closed (behaviour §6).
 
     Apart from the body stream on purpose: httpx responses are reference cycles, and a
     finalizer in a cycle makes its collection slower; a closed body drops its guard, so only

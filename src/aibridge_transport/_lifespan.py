@@ -1,4 +1,4 @@
-"""The ASGI lifespan protocol, run for the in-process factory (contract section 8)."""
+"""The ASGI lifespan protocol, run for the in-process factory (behaviour §8)."""
 
 from __future__ import annotations
 

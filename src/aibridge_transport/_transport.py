@@ -35,7 +35,7 @@ __all__ = [
     "TransportCore",
 ]
 
-# Bounds how many chunks the app runs ahead of a slow consumer (contract 5).
+# Bounds how many chunks the app runs ahead of a slow consumer (behaviour §5).
 DEFAULT_MAX_BUFFERED_CHUNKS = 8
 
 # What `_route` returns: the scope, and the context the app runs in.
@@ -99,11 +99,11 @@ class ResponseBody:
         if exchange.holds_resources:
             self._guard = AbandonGuard(exchange)
         # Not a bound method of this body: the exchange outlives it, and the body must stay
-        # collectable on its own (contract 6: a dropped response is released).
+        # collectable on its own (behaviour §6: a dropped response is released).
         exchange.translate = partial(self.flavor.translate, request=request)
 
     # Not an async generator: iterating again after a `break` resumes where it stopped
-    # (contract 5) and leaves nothing suspended to clean up.
+    # (behaviour §5) and leaves nothing suspended to clean up.
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 

@@ -129,7 +129,7 @@ def aibridge_app() -> ASGIApp:
 
 @pytest.fixture
 def aibridge_strict(request: pytest.FixtureRequest) -> bool:
-    """Fail the test at teardown when the app raised behind a 500 (contract 7)."""
+    """Fail the test at teardown when the app raised behind a 500 (behaviour §7)."""
     return request.node.get_closest_marker(_LENIENT_MARKER) is None
 
 
@@ -152,7 +152,7 @@ async def _close_factory(factory: InProcessTransportFactory) -> None:
     except AIBridgeTransportError:
         raise
     except Exception as exc:
-        # Anything else is the app's own exception that strict mode kept (contract 7).
+        # Anything else is the app's own exception that strict mode kept (behaviour §7).
         exc.add_note(_STRICT_NOTE)
         raise
 
