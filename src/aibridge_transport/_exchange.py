@@ -58,7 +58,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._backend import AppTask, Event, delivered_cancellation, fatal_in, spawn_detached
-from ._rules import check_response_headers, check_status
+from ._rules import check_response_headers, check_status, declared_body_length
 from .types import ASGIApp, Message, Scope
 
 __all__ = [
@@ -109,18 +109,6 @@ class CoreStreamClosed(Exception):
 
 def _is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, KeyboardInterrupt | SystemExit)
-
-
-# A response with one of these statuses has no body whatever its headers say (RFC 9110).
-_NO_BODY_STATUSES: Final = frozenset({204, 304})
-
-
-def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
-    """The body length a `content-length` header declares; -1 without one (or a bad one)."""
-    for name, value in headers:
-        if len(name) == 14 and name.lower() == b"content-length":
-            return int(value) if value.isdigit() else -1
-    return -1
 
 
 class AppRunner:
@@ -524,8 +512,8 @@ class Exchange:
             status = check_status(status)  # the message for a bad one; int subclasses pass
         self.status = status
         self.headers = check_response_headers(message.get("headers", []))
-        if not self._head and status >= 200 and status not in _NO_BODY_STATUSES:
-            self._body_left = _declared_length(self.headers)
+        if not self._head:
+            self._body_left = declared_body_length(status, self.headers)
         self.state = _STARTED
         if self._start_waiter is not None:
             self._start_waiter.set()

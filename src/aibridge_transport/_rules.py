@@ -30,6 +30,7 @@ __all__ = [
     "check_request_headers",
     "check_response_headers",
     "check_status",
+    "declared_body_length",
     "has_control_character",
     "is_token",
     "path_without_query",
@@ -236,3 +237,21 @@ def check_asgi_app(app: object) -> None:
         raise TypeError(f"got {type(app).__name__}, which is not callable: {what}")
     if not _is_async_callable(app) and not _takes_three_arguments(app):
         raise TypeError(f"got {app!r}, which cannot be called with (scope, receive, send): {what}")
+
+
+# A response with one of these statuses has no body whatever its headers say (RFC 9110).
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
+
+
+def declared_body_length(status: int, headers: list[tuple[bytes, bytes]]) -> int:
+    """The body length the response's `content-length` binds it to; -1 for none.
+
+    -1 also for a status that has no body (1xx, 204, 304) and for a malformed value, which is
+    then not enforced (behaviour §5).
+    """
+    if status < 200 or status in _NO_BODY_STATUSES:
+        return -1
+    for name, value in headers:
+        if len(name) == 14 and name.lower() == b"content-length":
+            return int(value) if value.isdigit() else -1
+    return -1
