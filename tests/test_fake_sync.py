@@ -27,7 +27,9 @@ from aibridge_transport.testing import (
     Chunking,
     FakeAIBridge,
     HTTPError,
+    RecordedRequest,
     Reply,
+    TokenGate,
     ToolCall,
 )
 from aibridge_transport.types import ASGIApp
@@ -487,3 +489,52 @@ async def test_sync_sdk_in_a_worker_thread_meets_the_same_validation() -> None:
         error = await anyio.to_thread.run_sync(refused)
     assert anthropic_message(error).startswith('messages: Unexpected role "system".')
     assert bridge.last_request.status == 400
+
+
+@pytest.mark.anyio
+async def test_an_async_test_waits_on_the_bridge_while_it_serves_a_sync_client() -> None:
+    # The bridge runs on the sync factory's loop thread; the test awaits on its own loop, so
+    # the bridge's arrival and ending signals cross threads, as a `TokenGate`'s do.
+    bridge = FakeAIBridge()
+    gate = TokenGate()
+    bridge.queue(Reply("a b", gate=gate))
+    contents: list[str] = []
+    arrived: list[RecordedRequest] = []
+    outcomes: list[str] = []
+    arrival = anyio.Event()
+    with sync_clients(bridge) as clients:
+        client = clients.openai()
+
+        def chat() -> None:
+            with with_delegated_api_key_id(KEY_ID):
+                stream = client.chat.completions.create(model="m", messages=USER, stream=True)
+                with stream:
+                    for chunk in stream:
+                        contents.extend(choice.delta.content or "" for choice in chunk.choices)
+
+        async def wait_for_arrival() -> None:
+            arrived.append(await bridge.wait_for_request())
+            arrival.set()
+
+        async def wait_for_end(record: RecordedRequest) -> None:
+            outcomes.append(await record.wait_ended())
+
+        with anyio.fail_after(10):  # a lost wake-up fails instead of hanging
+            async with anyio.create_task_group() as tasks:
+                try:
+                    tasks.start_soon(wait_for_arrival)
+                    await anyio.wait_all_tasks_blocked()
+                    tasks.start_soon(anyio.to_thread.run_sync, chat)
+                    with anyio.move_on_after(5) as deadline:
+                        await arrival.wait()
+                    # A wake-up lost across threads shows as an arrival seen only when the
+                    # deadline woke the loop.
+                    assert not deadline.cancel_called, "the arrival did not wake the test"
+                    tasks.start_soon(wait_for_end, arrived[0])
+                    await anyio.wait_all_tasks_blocked()
+                finally:
+                    # The reply's tokens go now, so the client's thread always finishes.
+                    gate.release(2)
+    assert "".join(contents) == "a b"
+    assert arrived == bridge.requests
+    assert outcomes == ["completed"]
