@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import anthropic
 import anyio
+import httpx
 import httpx2
 import openai
 import pydantic
@@ -57,12 +58,19 @@ class SyncClients:
         transport = self.factory.transport_for(provider, Source.AGENTS, flavor="httpx2")
         return httpx2.Client(transport=transport, base_url="http://bridge")
 
-    def openai(self, provider: str = "openai") -> openai.OpenAI:
+    def openai(self, provider: str = "openai", flavour: str = "httpx2") -> openai.OpenAI:
+        http_client: Any  # openai types its client as httpx2's; it takes httpx's too
+        if flavour == "httpx":
+            http_client = httpx.Client(
+                transport=self.factory.transport_for(provider, Source.AGENTS)
+            )
+        else:
+            http_client = self.http(provider)
         return openai.OpenAI(
             api_key="sk-test-secret",
             base_url="http://bridge.invalid/v1",
             max_retries=0,
-            http_client=self.http(provider),
+            http_client=http_client,
         )
 
     def anthropic(self, provider: str = "anthropic") -> anthropic.Anthropic:
@@ -396,11 +404,12 @@ def test_sync_anthropic_scripted_conflict_has_its_type_and_request_id() -> None:
 @pytest.mark.parametrize(
     "chunking", [Chunking(size=5), Chunking(events=3), Chunking(events=4, size=11)], ids=repr
 )
-def test_sync_sdks_parse_streams_whatever_the_chunks(chunking: Chunking) -> None:
+@pytest.mark.parametrize("flavour", ["httpx2", "httpx"])
+def test_sync_sdks_parse_streams_whatever_the_chunks(chunking: Chunking, flavour: str) -> None:
     text = "Héllo wörld, one two three"
     bridge = FakeAIBridge(default=Reply(text, tool_calls=[CALL]), chunking=chunking)
     with sync_clients(bridge) as clients:
-        client = clients.openai()
+        client = clients.openai(flavour=flavour)
         with client.chat.completions.stream(model="m", messages=USER) as chat:
             completion = chat.get_final_completion()
         with client.responses.stream(model="m", input="hi") as responses:
