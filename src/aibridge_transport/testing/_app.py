@@ -34,6 +34,7 @@ from ._validate import (
     validate_openai_chat,
     validate_openai_responses,
 )
+from ._wake import Waiters
 
 __all__ = ["DEFAULT_PROVIDERS", "FakeAIBridge", "ProviderAPI"]
 
@@ -130,7 +131,7 @@ class FakeAIBridge:
         )
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Script] = deque()
-        self._arrival: anyio.Event | None = None
+        self._arrivals = Waiters()
         self._served = 0
 
     def queue(self, *replies: Script) -> None:
@@ -149,11 +150,12 @@ class FakeAIBridge:
 
     async def wait_for_request(self, count: int = 1) -> RecordedRequest:
         """Wait until `count` requests have arrived; return the `count`-th."""
-        while len(self.requests) < count:
-            if self._arrival is None:
-                self._arrival = anyio.Event()
-            await self._arrival.wait()
-        return self.requests[count - 1]
+        while True:
+            with self._arrivals.lock:
+                if len(self.requests) >= count:
+                    return self.requests[count - 1]
+                arrival = self._arrivals.add()
+            await arrival.wait()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -223,10 +225,9 @@ class FakeAIBridge:
             delegated_api_key_id=delegated_api_key_id_from_context(),
             extensions=dict(extensions) if extensions is not None else None,
         )
-        self.requests.append(record)
-        arrival, self._arrival = self._arrival, None
-        if arrival is not None:
-            arrival.set()
+        with self._arrivals.lock:
+            self.requests.append(record)
+            self._arrivals.wake_all()
         return record, parsed and (raw == b"" or isinstance(body, dict))
 
     def _refuse(self, record: RecordedRequest, call: _Call, invalid: Invalid) -> Response:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import anyio
+from ._wake import Waiters
 
 __all__ = ["Outcome", "RecordedRequest", "redact_headers"]
 
@@ -64,7 +64,8 @@ class RecordedRequest:
     outcome: Outcome = "running"
     """How the answer ended: `completed`, `disconnected` (the app saw `http.disconnect` and
     stopped), `cancelled` (its task was cancelled), `crashed` (a scripted crash)."""
-    _ended: anyio.Event = field(default_factory=anyio.Event, init=False, repr=False)
+    _done: bool = field(default=False, init=False, repr=False)
+    _waiters: Waiters = field(default_factory=Waiters, init=False, repr=False)
 
     @property
     def stream(self) -> bool:
@@ -74,14 +75,20 @@ class RecordedRequest:
     @property
     def ended(self) -> bool:
         """Whether the app has stopped handling this request."""
-        return self._ended.is_set()
+        return self._done
 
     async def wait_ended(self) -> Outcome:
         """Wait until the app has stopped handling this request; return the outcome."""
-        await self._ended.wait()
+        with self._waiters.lock:
+            if self._done:
+                return self.outcome
+            ended = self._waiters.add()
+        await ended.wait()
         return self.outcome
 
     def _end(self, outcome: Outcome) -> None:
         if self.outcome == "running":
             self.outcome = outcome
-        self._ended.set()
+        with self._waiters.lock:
+            self._done = True
+            self._waiters.wake_all()

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal, TypeAlias
 
-import anyio
-from anyio.lowlevel import EventLoopToken, current_token
-
-from .._loop_host import call_soon
+from ._wake import Waiters
 
 __all__ = [
     "ARGUMENT_PIECE_SIZE",
@@ -78,11 +74,9 @@ class TokenGate:
     def __init__(self) -> None:
         self._released = 0
         self._taken = 0
-        self._changed: anyio.Event | None = None
         # A sync test releases tokens from its own thread while the bridge waits on a loop
-        # in another (behaviour §12): the count and the waiter change together, under a lock.
-        self._lock = threading.Lock()
-        self._waiter_loop: tuple[EventLoopToken, int] | None = None
+        # in another (behaviour §12): the count changes under the waiters' lock.
+        self._waiters = Waiters()
 
     @property
     def released(self) -> int:
@@ -91,29 +85,18 @@ class TokenGate:
 
     def release(self, count: int = 1) -> None:
         """Let `count` more tokens go. Callable from sync code, in any thread."""
-        with self._lock:
+        with self._waiters.lock:
             self._released += count
-            changed, self._changed = self._changed, None
-            waiter_loop = self._waiter_loop
-        if changed is None or waiter_loop is None:
-            return
-        token, loop_thread = waiter_loop
-        if threading.get_ident() == loop_thread:
-            changed.set()
-        else:
-            call_soon(token, changed.set)
+            self._waiters.wake_all()
 
     async def wait(self) -> None:
         """Wait until a token may go (called by the bridge)."""
         while True:
-            with self._lock:
+            with self._waiters.lock:
                 if self._taken < self._released:
                     self._taken += 1
                     return
-                if self._changed is None:
-                    self._changed = anyio.Event()
-                    self._waiter_loop = (current_token(), threading.get_ident())
-                changed = self._changed
+                changed = self._waiters.add()
             await changed.wait()
 
 
