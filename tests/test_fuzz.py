@@ -27,6 +27,7 @@ import anyio.lowlevel
 import httpx
 import httpx2
 import pytest
+from asgi import chunk, start, wait_for_disconnect
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -148,23 +149,14 @@ class Run:
 CURRENT: contextvars.ContextVar[Run] = contextvars.ContextVar("fuzz_run")
 
 
-def body_message(body: bytes, more_body: bool) -> dict[str, Any]:
-    return {"type": "http.response.body", "body": body, "more_body": more_body}
-
-
 async def send_chunks(run: Run, send: Send) -> None:
-    for index, (chunk, checkpoint) in enumerate(
+    for index, (piece, checkpoint) in enumerate(
         zip(run.app.chunks, run.app.checkpoints, strict=True)
     ):
         run.maybe_cancel_consumer(index)
-        await send(body_message(chunk, True))
+        await send(chunk(piece))
         if checkpoint:
             await anyio.lowlevel.checkpoint()
-
-
-async def wait_for_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 async def fail(run: Run) -> None:
@@ -214,7 +206,7 @@ async def play(run: Run, receive: Receive, send: Send) -> None:
         run.maybe_cancel_consumer(-1)
         await end(run, receive, send, script.ending)
         return
-    await send({"type": "http.response.start", "status": script.status, "headers": []})
+    await send(start(status=script.status))
     if script.child_sends:
         async with anyio.create_task_group() as group:
             group.start_soon(send_chunks, run, send)
@@ -235,13 +227,13 @@ async def end(run: Run, receive: Receive, send: Send, ending: str) -> None:
     elif ending == "wait_disconnect":
         await wait_for_disconnect(receive)
     elif ending == "body_first":
-        await send(body_message(b"early", False))
+        await send(chunk(b"early", more_body=False))
     elif ending == "unknown":
         await send({"type": "http.response.trailers", "headers": []})
     elif ending == "second_start":
-        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send(start())
     else:
-        await send(body_message(last, False))
+        await send(chunk(last, more_body=False))
         if ending == "final_then_raise":
             await fail(run)
         elif ending == "final_then_hang":
@@ -249,7 +241,7 @@ async def end(run: Run, receive: Receive, send: Send, ending: str) -> None:
         elif ending == "final_then_receive":
             await wait_for_disconnect(receive)
         elif ending == "after_final":
-            await send(body_message(b"late", False))
+            await send(chunk(b"late", more_body=False))
 
 
 # -- what the consumer saw ---------------------------------------------------------------------
@@ -661,8 +653,8 @@ RETURNED: contextvars.ContextVar[anyio.Event] = contextvars.ContextVar("fuzz_ret
 
 async def final_then_hang(scope: Scope, receive: Receive, send: Send) -> None:
     try:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send(body_message(b"done", False))
+        await send(start())
+        await send(chunk(b"done", more_body=False))
         await anyio.sleep_forever()
     finally:
         RETURNED.get().set()
@@ -715,8 +707,8 @@ async def test_an_app_that_returns_after_its_client_left_is_no_error(
 
 async def complete_then_return(scope: Scope, receive: Receive, send: Send) -> None:
     try:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send(body_message(b"done", False))
+        await send(start())
+        await send(chunk(b"done", more_body=False))
     finally:
         RETURNED.get().set()
 
