@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from asgi import chunk, start
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -50,15 +51,15 @@ async def recorder(scope: Scope, receive: Receive, send: Send) -> None:
             "headers": list(scope["headers"]),
         }
     )
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"ok"})
+    await send(start())
+    await send(chunk(b"ok", more_body=False))
 
 
 async def leaky(scope: Scope, receive: Receive, send: Send) -> None:
     # Never exits the block: the value must still not leak out of the middleware (contract 4).
     with_source("set-by-the-app").__enter__()
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"ok"})
+    await send(start())
+    await send(chunk(b"ok", more_body=False))
 
 
 async def _append_identity(into: list[tuple[str | None, str | None]]) -> None:
@@ -72,8 +73,8 @@ async def meet_then_report(scope: Scope, receive: Receive, send: Send) -> None:
     ARRIVED[mine].set()
     await ARRIVED[other].wait()
     body = repr(identity()).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": body})
+    await send(start())
+    await send(chunk(body, more_body=False))
 
 
 CANCELLED: list[tuple[str | None, str | None]] = []
@@ -81,8 +82,8 @@ CANCEL_SEEN: list[anyio.Event] = []
 
 
 async def streams_forever(scope: Scope, receive: Receive, send: Send) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"first", "more_body": True})
+    await send(start())
+    await send(chunk(b"first"))
     try:
         await anyio.sleep_forever()
     finally:
