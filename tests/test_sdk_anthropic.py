@@ -39,6 +39,13 @@ async def setup() -> AsyncIterator[SDKSetup]:
     await setup.factory.aclose()
 
 
+async def read_texts(client: anthropic.AsyncAnthropic, received: list[str]) -> None:
+    """Streams a message, keeping each text delta as it arrives."""
+    async with client.messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream:
+        async for text in stream.text_stream:
+            received.append(text)
+
+
 def test_anthropic_refuses_a_legacy_httpx_client() -> None:
     factory = InProcessTransportFactory(FakeAIBridge())
     legacy = httpx.AsyncClient(transport=factory.transport_for("anthropic", Source.AGENTS))
@@ -163,11 +170,7 @@ async def test_crash_mid_stream_passes_the_raw_protocol_error_after_the_tokens_s
     received: list[str] = []
     with with_delegated_api_key_id(KEY_ID):
         with pytest.raises(httpx2.RemoteProtocolError) as caught:
-            async with client.messages.stream(
-                model=MODEL, max_tokens=64, messages=MESSAGES
-            ) as stream:
-                async for text in stream.text_stream:
-                    received.append(text)
+            await read_texts(client, received)
         await client.close()
     assert received == ["a", " b"]
     assert isinstance(caught.value.__cause__, SimulatedCrash)
@@ -239,11 +242,7 @@ async def test_error_event_is_an_api_status_error(setup: SDKSetup) -> None:
     received: list[str] = []
     with with_delegated_api_key_id(KEY_ID):
         with pytest.raises(anthropic.APIStatusError) as caught:
-            async with client.messages.stream(
-                model=MODEL, max_tokens=64, messages=MESSAGES
-            ) as stream:
-                async for text in stream.text_stream:
-                    received.append(text)
+            await read_texts(client, received)
         await client.close()
     assert received == ["a"]
     assert caught.value.body == {
@@ -260,11 +259,7 @@ async def test_stall_mid_stream_beyond_the_timeout_is_a_read_timeout(setup: SDKS
     received: list[str] = []
     with with_delegated_api_key_id(KEY_ID):
         with pytest.raises(httpx2.ReadTimeout):
-            async with client.messages.stream(
-                model=MODEL, max_tokens=64, messages=MESSAGES
-            ) as stream:
-                async for text in stream.text_stream:
-                    received.append(text)
+            await read_texts(client, received)
         assert await ended(setup.bridge.last_request) == "disconnected"
         await client.close()
     assert received == ["a"]

@@ -6,6 +6,7 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionChunk
 from sdk_helpers import KEY_ID, UNEXHAUSTED_SSE, SDKSetup, ended, forbid_network
 
 from aibridge_transport import with_delegated_api_key_id
@@ -34,6 +35,15 @@ async def setup(request: pytest.FixtureRequest) -> AsyncIterator[SDKSetup]:
     setup = SDKSetup.new(request.param)
     yield setup
     await setup.factory.aclose()
+
+
+async def read_contents(
+    stream: openai.AsyncStream[ChatCompletionChunk], received: list[str]
+) -> None:
+    """Reads a chat stream to its end, keeping each content delta as it arrives."""
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            received.append(chunk.choices[0].delta.content)
 
 
 async def test_chat_stream_arrives_token_by_token(setup: SDKSetup) -> None:
@@ -140,9 +150,7 @@ async def test_crash_mid_stream_is_a_connection_error_after_the_tokens_sent(
             model="gpt-test", messages=MESSAGES, stream=True
         )
         with pytest.raises(openai.APIConnectionError) as caught:
-            async for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    received.append(chunk.choices[0].delta.content)
+            await read_contents(stream, received)
         await client.close()
     assert received == ["a", " b"]
     protocol_error = caught.value.__cause__
@@ -220,9 +228,7 @@ async def test_in_band_error_event_is_an_api_error(setup: SDKSetup) -> None:
             model="gpt-test", messages=MESSAGES, stream=True
         )
         with pytest.raises(openai.APIError, match="simulated error"):
-            async for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    received.append(chunk.choices[0].delta.content)
+            await read_contents(stream, received)
         await client.close()
     assert received == ["a"]
 
@@ -236,9 +242,7 @@ async def test_stall_mid_stream_beyond_the_timeout_is_a_timeout_error(setup: SDK
             model="gpt-test", messages=MESSAGES, stream=True
         )
         with pytest.raises(openai.APITimeoutError):
-            async for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    received.append(chunk.choices[0].delta.content)
+            await read_contents(stream, received)
         assert await ended(setup.bridge.last_request) == "disconnected"
         await client.close()
     assert received == ["a"]
