@@ -38,6 +38,7 @@ __all__ = [
     "Ending",
     "LoadReport",
     "live_tasks",
+    "other_tasks",
     "run_load",
     "run_soak",
 ]
@@ -146,14 +147,19 @@ class Tally:
         self.outcomes[name] = self.outcomes.get(name, 0) + 1
 
 
-def live_tasks() -> int:
-    """Tasks on the running loop other than the current one (trio: its system tasks)."""
+def other_tasks() -> set[object]:
+    """Tasks on the running loop other than the current one (trio: its system tasks too)."""
     trio = sys.modules.get("trio")
     if trio is not None and trio.lowlevel.in_trio_run():
         root = trio.lowlevel.current_root_task()
         tasks = {task for nursery in root.child_nurseries for task in nursery.child_tasks}
-        return len(tasks - {trio.lowlevel.current_task()})
-    return len(asyncio.all_tasks() - {asyncio.current_task()})
+        return tasks - {trio.lowlevel.current_task()}
+    return set(asyncio.all_tasks() - {asyncio.current_task()})
+
+
+def live_tasks() -> int:
+    """How many tasks run on the loop besides the current one (trio: its system tasks too)."""
+    return len(other_tasks())
 
 
 async def _read_some(response: httpx.Response, count: int) -> None:
