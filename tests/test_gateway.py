@@ -91,7 +91,7 @@ async def streams_forever(scope: Scope, receive: Receive, send: Send) -> None:
         CANCEL_SEEN[-1].set()
 
 
-def gateway_client(app: Any = recorder, key: str = KEY) -> httpx.AsyncClient:
+def gateway_client(app: Any = recorder, key: str | list[str] = KEY) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=StreamingASGITransport(GatewayAuthMiddleware(app, key)),
         base_url="http://bridge",
@@ -374,10 +374,7 @@ def test_empty_gateway_key_is_refused_at_construction(key: str | list[str]) -> N
 @pytest.mark.parametrize(("sent", "status"), [("old-key", 200), ("new-key", 200), ("x", 401)])
 async def test_several_keys_are_accepted_during_a_rotation(sent: str, status: int) -> None:
     SEEN.clear()
-    middleware = GatewayAuthMiddleware(recorder, ["new-key", "old-key"])
-    async with httpx.AsyncClient(
-        transport=StreamingASGITransport(middleware), base_url="http://bridge"
-    ) as client:
+    async with gateway_client(key=["new-key", "old-key"]) as client:
         response = await client.get(
             "/api/v2/aibridge/openai/v1/models",
             headers={**IDENTITY_HEADERS, "X-AIBridge-Gateway-Key": sent},
@@ -412,10 +409,7 @@ async def test_every_key_is_compared_in_constant_time(
         return real_compare(sent_key, key)
 
     monkeypatch.setattr(hmac, "compare_digest", spy)
-    middleware = GatewayAuthMiddleware(recorder, ["new-key", "old-key"])
-    async with httpx.AsyncClient(
-        transport=StreamingASGITransport(middleware), base_url="http://bridge"
-    ) as client:
+    async with gateway_client(key=["new-key", "old-key"]) as client:
         response = await client.get(
             "/api/v2/aibridge/openai/v1/models",
             headers={**IDENTITY_HEADERS, "X-AIBridge-Gateway-Key": sent},
