@@ -10,6 +10,7 @@ peak memory against the buffer bound.
 from __future__ import annotations
 
 import asyncio
+import enum
 import gc
 import sys
 import time
@@ -21,19 +22,23 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import httpx
+from asgi import chunk, start, wait_for_disconnect
 
 from aibridge_transport import (
     InProcessTransportFactory,
     StreamingASGITransport,
     with_delegated_api_key_id,
 )
+from aibridge_transport.testing import live_exchanges, wait_apps_ended
 from aibridge_transport.types import Receive, Scope, Send
 
 __all__ = [
     "KINDS",
     "Checkpoint",
+    "Ending",
     "LoadReport",
     "live_tasks",
+    "other_tasks",
     "run_load",
     "run_soak",
 ]
@@ -55,21 +60,13 @@ class UploadError(Exception):
     """What a caller's request body raises (behaviour §7: never the app's failure)."""
 
 
-def _start(status: int = 200) -> dict[str, Any]:
-    return {"type": "http.response.start", "status": status, "headers": []}
-
-
-def _body(body: bytes, more_body: bool) -> dict[str, Any]:
-    return {"type": "http.response.body", "body": body, "more_body": more_body}
-
-
 async def stream_app(scope: Scope, receive: Receive, send: Send) -> None:
     """Streams `?<count>x<size>` chunks, each a fresh object, then ends the body."""
     count, _, size = scope["query_string"].decode().partition("x")
-    await send(_start())
+    await send(start())
     for _ in range(int(count)):
-        await send(_body(bytes(int(size or CHUNK)), True))
-    await send(_body(b"", False))
+        await send(chunk(bytes(int(size or CHUNK))))
+    await send(chunk(b"", more_body=False))
 
 
 async def crash_before_start_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -77,8 +74,8 @@ async def crash_before_start_app(scope: Scope, receive: Receive, send: Send) -> 
 
 
 async def crash_mid_stream_app(scope: Scope, receive: Receive, send: Send) -> None:
-    await send(_start())
-    await send(_body(b"partial", True))
+    await send(start())
+    await send(chunk(b"partial"))
     raise WorkloadError("mid stream")
 
 
@@ -94,8 +91,8 @@ async def read_body_app(scope: Scope, receive: Receive, send: Send) -> None:
             return
         if not message.get("more_body", False):
             break
-    await send(_start())
-    await send(_body(b"read", False))
+    await send(start())
+    await send(chunk(b"read", more_body=False))
 
 
 async def failing_upload() -> Any:
@@ -105,13 +102,12 @@ async def failing_upload() -> Any:
 
 async def slow_start_app(scope: Scope, receive: Receive, send: Send) -> None:
     """Waits for the disconnect before starting: only a read timeout ends the wait."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
+    await wait_for_disconnect(receive)
 
 
 async def final_then_hang_app(scope: Scope, receive: Receive, send: Send) -> None:
-    await send(_start())
-    await send(_body(b"done", False))
+    await send(start())
+    await send(chunk(b"done", more_body=False))
     await anyio.sleep_forever()
 
 
@@ -151,14 +147,19 @@ class Tally:
         self.outcomes[name] = self.outcomes.get(name, 0) + 1
 
 
-def live_tasks() -> int:
-    """Tasks on the running loop other than the current one (trio: its system tasks)."""
+def other_tasks() -> set[object]:
+    """Tasks on the running loop other than the current one (trio: its system tasks too)."""
     trio = sys.modules.get("trio")
     if trio is not None and trio.lowlevel.in_trio_run():
         root = trio.lowlevel.current_root_task()
         tasks = {task for nursery in root.child_nurseries for task in nursery.child_tasks}
-        return len(tasks - {trio.lowlevel.current_task()})
-    return len(asyncio.all_tasks() - {asyncio.current_task()})
+        return tasks - {trio.lowlevel.current_task()}
+    return set(asyncio.all_tasks() - {asyncio.current_task()})
+
+
+def live_tasks() -> int:
+    """How many tasks run on the loop besides the current one (trio: its system tasks too)."""
+    return len(other_tasks())
 
 
 async def _read_some(response: httpx.Response, count: int) -> None:
@@ -172,46 +173,66 @@ async def _read_some(response: httpx.Response, count: int) -> None:
         await chunks.aclose()
 
 
-async def _exchange(client: httpx.AsyncClient, kind: int, tally: Tally) -> None:
+class Ending(enum.Enum):
+    """How a soak exchange ends; the soak plays them in this order, round and round."""
+
+    STREAMED = enum.auto()  # read to the end
+    CLOSED_EARLY = enum.auto()  # closed while the app still streams
+    CRASH_BEFORE_START = enum.auto()  # the app raises an `Exception` before it starts
+    CRASH_MID_STREAM = enum.auto()  # the app raises after some of the body
+    READ_TIMEOUT = enum.auto()  # the app never starts; the caller's read timeout ends it
+    CANCELLED = enum.auto()  # the caller is cancelled mid-body
+    ABANDONED = enum.auto()  # dropped unclosed: released by the garbage collector
+    FINAL_THEN_HANG = enum.auto()  # the app runs on after its last body message
+    CRASH_BASE_BEFORE_START = enum.auto()  # the app raises a `BaseException` before it starts
+    UPLOAD_FAILS = enum.auto()  # the caller's request body raises
+
+
+KINDS = tuple(Ending)
+
+
+async def _exchange(client: httpx.AsyncClient, ending: Ending, tally: Tally) -> None:
     try:
-        if kind == 0:  # stream to the end
-            async with client.stream("GET", "/stream?8") as response:
-                async for _ in response.aiter_raw():
-                    pass
-            tally.add("streamed")
-        elif kind == 1:  # close early while the app still streams
-            async with client.stream("GET", "/stream?64") as response:
-                await _read_some(response, 1)
-            tally.add("closed early")
-        elif kind == 2:
-            response = await client.get("/crash-before-start")
-            tally.add(f"crash before start: {response.status_code}")
-        elif kind == 3:
-            async with client.stream("GET", "/crash-mid-stream") as response:
-                await response.aread()
-        elif kind == 4:
-            await client.get("/slow-start", timeout=httpx.Timeout(None, read=TIMEOUT))
-        elif kind == 5:  # cancelled mid-body
-            with anyio.CancelScope() as scope:
+        match ending:
+            case Ending.STREAMED:
+                async with client.stream("GET", "/stream?8") as response:
+                    async for _ in response.aiter_raw():
+                        pass
+                tally.add("streamed")
+            case Ending.CLOSED_EARLY:
                 async with client.stream("GET", "/stream?64") as response:
                     await _read_some(response, 1)
-                    scope.cancel()
-                    await anyio.lowlevel.checkpoint()
-            tally.add("cancelled")
-        elif kind == 6:  # abandoned without close: released by the garbage collector
-            response = await client.send(client.build_request("GET", "/stream?64"), stream=True)
-            await _read_some(response, 1)
-            del response
-            tally.add("abandoned")
-        elif kind == 7:
-            async with client.stream("GET", "/final-then-hang") as response:
-                await response.aread()
-            tally.add("app ran on after the body")
-        elif kind == 8:
-            response = await client.get("/crash-base-before-start")
-            tally.add(f"crash before start: {response.status_code}")
-        else:
-            await client.post("/read-body", content=failing_upload())
+                tally.add("closed early")
+            case Ending.CRASH_BEFORE_START:
+                response = await client.get("/crash-before-start")
+                tally.add(f"crash before start: {response.status_code}")
+            case Ending.CRASH_MID_STREAM:
+                async with client.stream("GET", "/crash-mid-stream") as response:
+                    await response.aread()
+            case Ending.READ_TIMEOUT:
+                await client.get("/slow-start", timeout=httpx.Timeout(None, read=TIMEOUT))
+            case Ending.CANCELLED:
+                with anyio.CancelScope() as scope:
+                    async with client.stream("GET", "/stream?64") as response:
+                        await _read_some(response, 1)
+                        scope.cancel()
+                        await anyio.lowlevel.checkpoint()
+                tally.add("cancelled")
+            case Ending.ABANDONED:
+                request = client.build_request("GET", "/stream?64")
+                response = await client.send(request, stream=True)
+                await _read_some(response, 1)
+                del response
+                tally.add("abandoned")
+            case Ending.FINAL_THEN_HANG:
+                async with client.stream("GET", "/final-then-hang") as response:
+                    await response.aread()
+                tally.add("app ran on after the body")
+            case Ending.CRASH_BASE_BEFORE_START:
+                response = await client.get("/crash-base-before-start")
+                tally.add(f"crash before start: {response.status_code}")
+            case Ending.UPLOAD_FAILS:
+                await client.post("/read-body", content=failing_upload())
     except httpx.ReadTimeout:
         tally.add("read timeout")
     except httpx.RemoteProtocolError:
@@ -222,31 +243,23 @@ async def _exchange(client: httpx.AsyncClient, kind: int, tally: Tally) -> None:
         tally.add("upload error raised")
 
 
-KINDS = 10
-
-
-def _clients() -> list[httpx.AsyncClient]:
+def _transports() -> list[httpx.AsyncBaseTransport]:
+    """The generic transport in raise mode and in 500 mode, and the in-process factory's."""
     factory = InProcessTransportFactory(workload_app, disconnect_grace=GRACE)
-    transports = [
+    return [
         StreamingASGITransport(app=workload_app, disconnect_grace=GRACE),
         StreamingASGITransport(
             app=workload_app, raise_app_exceptions=False, disconnect_grace=GRACE
         ),
         factory.transport_for("openai", "agents"),
     ]
-    return [httpx.AsyncClient(transport=t, base_url="http://bridge") for t in transports]
 
 
-def _engines(clients: list[httpx.AsyncClient]) -> list[Any]:
-    return [client._transport._engine for client in clients]  # type: ignore[attr-defined]
-
-
-async def _apps_ended(clients: list[httpx.AsyncClient]) -> int:
+async def _apps_ended(transports: list[httpx.AsyncBaseTransport]) -> int:
     """Wait for apps still within their grace period; return how many exchanges stay live."""
-    for engine in _engines(clients):
-        for exchange in list(engine.live):
-            await exchange.wait_finished()
-    return sum(len(engine.live) for engine in _engines(clients))
+    for transport in transports:
+        await wait_apps_ended(transport)
+    return sum(live_exchanges(transport) for transport in transports)
 
 
 async def run_soak(
@@ -262,7 +275,8 @@ async def run_soak(
     counts leave out the tasks the loop itself ran before the soak (trio has one).
     """
     baseline_tasks = live_tasks()
-    clients = _clients()
+    transports = _transports()
+    clients = [httpx.AsyncClient(transport=t, base_url="http://bridge") for t in transports]
     tally = Tally()
     checkpoints: list[Checkpoint] = []
     started = time.perf_counter()
@@ -273,13 +287,14 @@ async def run_soak(
             async with anyio.create_task_group() as group:
                 for index in range(done, done + batch):
                     client = clients[index % len(clients)]
-                    group.start_soon(_exchange, client, (index // len(clients)) % KINDS, tally)
+                    ending = KINDS[(index // len(clients)) % len(KINDS)]
+                    group.start_soon(_exchange, client, ending, tally)
             done += batch
             if done % every == 0 or done == total:
                 gc.collect()
                 # Apps still within their grace period end first: then every sample is alike.
                 with anyio.fail_after(5):
-                    live = await _apps_ended(clients)
+                    live = await _apps_ended(transports)
                 gc.collect()
                 checkpoint = Checkpoint(
                     exchanges=done,
@@ -380,7 +395,7 @@ async def run_load(
             group.start_soon(_slow_reader, client, chunks, chunk_bytes, step, done)
     seconds = time.perf_counter() - started
     peak = tracemalloc.get_traced_memory()[1]
-    live = len(transport._engine.live)
+    live = live_exchanges(transport)
     await client.aclose()
     gc.collect()
     return LoadReport(

@@ -9,7 +9,6 @@ the test says why.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import httpx
 import httpx2
 import pytest
 from _uvicorn import running_server
+from asgi import ThreadGates, chunk, read_body, start
 
 from aibridge_transport import (
     GatewayAuthMiddleware,
@@ -44,19 +44,8 @@ SOCKET_ONLY_HEADERS = {"date", "server", "transfer-encoding", "connection"}
 
 # What each request's app saw, by the `x-probe` header; written from either loop's thread.
 VIEWS: dict[str, dict[str, Any]] = {}
-GATES: dict[str, threading.Event] = {}
-GATES_LOCK = threading.Lock()
-
-
-def gate(name: str) -> threading.Event:
-    with GATES_LOCK:
-        return GATES.setdefault(name, threading.Event())
-
-
-async def wait_for(name: str) -> None:
-    # A thread wait, because the app may run on uvicorn's loop in another thread; bounded,
-    # so a broken case fails instead of hanging.
-    assert await anyio.to_thread.run_sync(gate(name).wait, 10), f"{name} never happened"
+gate = ThreadGates()
+wait_for = gate.wait_for
 
 
 # -- the corpus: one ASGI app, a route per behaviour ----------------------------------------
@@ -93,15 +82,6 @@ async def record(scope: Scope) -> str:
     return probe
 
 
-async def read_body(receive: Receive) -> bytes:
-    body = b""
-    while True:
-        message = await receive()
-        body += bytes(message.get("body", b""))
-        if not message.get("more_body", False):
-            return body
-
-
 async def plain(scope: Scope, receive: Receive, send: Send) -> None:
     await record(scope)
     body = await read_body(receive)
@@ -111,38 +91,37 @@ async def plain(scope: Scope, receive: Receive, send: Send) -> None:
         (b"x-dup", b"second"),
         (b"content-length", str(len(body) + 2).encode()),
     ]
-    await send({"type": "http.response.start", "status": 201, "headers": headers})
-    await send({"type": "http.response.body", "body": b"[" + body + b"]"})
+    await send(start(headers, status=201))
+    await send(chunk(b"[" + body + b"]", more_body=False))
 
 
 async def large(scope: Scope, receive: Receive, send: Send) -> None:
     await record(scope)
     body = await read_body(receive)
     assert body == BIG
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    for start in range(0, len(BIG), 64 * 1024):
-        chunk = BIG[start : start + 64 * 1024]
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
+    await send(start())
+    for offset in range(0, len(BIG), 64 * 1024):
+        await send(chunk(BIG[offset : offset + 64 * 1024]))
+    await send(chunk(b"", more_body=False))
 
 
 async def sse(scope: Scope, receive: Receive, send: Send) -> None:
     probe = await record(scope)
     headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send(start(headers))
     for number in range(3):
         event = f"data: token-{number}\n\n".encode()
-        await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send(chunk(event))
         # The next token only once the caller has read this one: chunk by chunk (behaviour §5).
         await wait_for(f"{probe}/read-{number}")
-    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+    await send(chunk(b"data: [DONE]\n\n", more_body=False))
 
 
 async def head(scope: Scope, receive: Receive, send: Send) -> None:
     await record(scope)
     headers = [(b"content-type", b"text/plain"), (b"content-length", b"5")]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": b"hello"})
+    await send(start(headers))
+    await send(chunk(b"hello", more_body=False))
 
 
 async def crash_before_start(scope: Scope, receive: Receive, send: Send) -> None:
@@ -152,30 +131,30 @@ async def crash_before_start(scope: Scope, receive: Receive, send: Send) -> None
 
 async def crash_mid_stream(scope: Scope, receive: Receive, send: Send) -> None:
     probe = await record(scope)
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+    await send(start())
+    await send(chunk(b"partial"))
     await wait_for(f"{probe}/read-0")
     raise RuntimeError("upstream went away")
 
 
 async def incomplete(scope: Scope, receive: Receive, send: Send) -> None:
     probe = await record(scope)
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+    await send(start())
+    await send(chunk(b"partial"))
     await wait_for(f"{probe}/read-0")
 
 
 async def body_before_start(scope: Scope, receive: Receive, send: Send) -> None:
     await record(scope)
-    await send({"type": "http.response.body", "body": b"too early"})
+    await send(chunk(b"too early", more_body=False))
 
 
 async def second_start(scope: Scope, receive: Receive, send: Send) -> None:
     probe = await record(scope)
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+    await send(start())
+    await send(chunk(b"partial"))
     await wait_for(f"{probe}/read-0")
-    await send({"type": "http.response.start", "status": 500, "headers": []})
+    await send(start(status=500))
 
 
 async def no_start(scope: Scope, receive: Receive, send: Send) -> None:
@@ -184,8 +163,8 @@ async def no_start(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def crash_after_end(scope: Scope, receive: Receive, send: Send) -> None:
     await record(scope)
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"complete"})
+    await send(start())
+    await send(chunk(b"complete", more_body=False))
     raise RuntimeError("cleanup failed")
 
 
@@ -194,14 +173,14 @@ async def mutate_state(scope: Scope, receive: Receive, send: Send) -> None:
     # A shallow copy per request: neither change may reach the next request (behaviour §8).
     scope["state"]["model"] = "changed"
     scope["state"]["added"] = True
-    await send({"type": "http.response.start", "status": 204, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
+    await send(start(status=204))
+    await send(chunk(b"", more_body=False))
 
 
 async def hold(scope: Scope, receive: Receive, send: Send) -> None:
     probe = await record(scope)
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"first", "more_body": True})
+    await send(start())
+    await send(chunk(b"first"))
     while (await receive())["type"] != "http.disconnect":
         pass
     VIEWS[probe]["disconnected"] = True
@@ -211,15 +190,15 @@ async def hold(scope: Scope, receive: Receive, send: Send) -> None:
 async def stall(scope: Scope, receive: Receive, send: Send) -> None:
     probe = await record(scope)
     await wait_for(f"{probe}/release")
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"late"})
+    await send(start())
+    await send(chunk(b"late", more_body=False))
 
 
 async def redirect(scope: Scope, receive: Receive, send: Send) -> None:
     await record(scope)
     headers = [(b"location", b"https://elsewhere.example/")]
-    await send({"type": "http.response.start", "status": 307, "headers": headers})
-    await send({"type": "http.response.body", "body": b""})
+    await send(start(headers, status=307))
+    await send(chunk(b"", more_body=False))
 
 
 ROUTES = {

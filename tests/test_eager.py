@@ -14,19 +14,12 @@ import anyio
 import anyio.lowlevel
 import httpx
 import pytest
+from asgi import chunk, start
 
 from aibridge_transport import StreamingASGITransport
 from aibridge_transport.types import Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
-
-
-def start() -> dict[str, object]:
-    return {"type": "http.response.start", "status": 200, "headers": []}
-
-
-def chunk(body: bytes, more_body: bool = True) -> dict[str, object]:
-    return {"type": "http.response.body", "body": body, "more_body": more_body}
 
 
 async def test_an_app_that_answers_at_once_runs_in_its_own_task(anyio_backend: str) -> None:

@@ -9,19 +9,12 @@ import anyio
 import httpx
 import pytest
 import sniffio
+from asgi import chunk, start
 
 from aibridge_transport import StreamingASGITransport
 from aibridge_transport.types import Message, Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
-
-
-def start() -> Message:
-    return {"type": "http.response.start", "status": 200, "headers": []}
-
-
-def chunk(body: bytes, more_body: bool = True) -> Message:
-    return {"type": "http.response.body", "body": body, "more_body": more_body}
 
 
 class Watched:

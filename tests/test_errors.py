@@ -8,6 +8,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from asgi import chunk, start
 
 from aibridge_transport import (
     InProcessTransportFactory,
@@ -15,7 +16,7 @@ from aibridge_transport import (
     StreamingASGITransport,
     with_delegated_api_key_id,
 )
-from aibridge_transport.types import Message, Receive, Scope, Send
+from aibridge_transport.types import Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
 
@@ -24,12 +25,8 @@ class AppError(Exception):
     pass
 
 
-def start() -> Message:
-    return {"type": "http.response.start", "status": 200, "headers": [(b"x-secret", b"s3cr3t")]}
-
-
-def chunk(body: bytes, more_body: bool = True) -> Message:
-    return {"type": "http.response.body", "body": body, "more_body": more_body}
+# Sent by every app below: no log line may show it.
+SECRET = [(b"x-secret", b"s3cr3t")]
 
 
 async def raises_before_start(scope: Scope, receive: Receive, send: Send) -> None:
@@ -37,7 +34,7 @@ async def raises_before_start(scope: Scope, receive: Receive, send: Send) -> Non
 
 
 async def raises_after_start(scope: Scope, receive: Receive, send: Send) -> None:
-    await send(start())
+    await send(start(SECRET))
     await send(chunk(b"partial"))
     raise AppError("after start")
 
@@ -47,12 +44,12 @@ async def returns_without_start(scope: Scope, receive: Receive, send: Send) -> N
 
 
 async def returns_incomplete(scope: Scope, receive: Receive, send: Send) -> None:
-    await send(start())
+    await send(start(SECRET))
     await send(chunk(b"partial"))
 
 
 async def raises_after_complete(scope: Scope, receive: Receive, send: Send) -> None:
-    await send(start())
+    await send(start(SECRET))
     await send(chunk(b"complete", more_body=False))
     raise AppError("after complete")
 
@@ -62,12 +59,12 @@ async def body_before_start(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def start_twice(scope: Scope, receive: Receive, send: Send) -> None:
-    await send(start())
-    await send(start())
+    await send(start(SECRET))
+    await send(start(SECRET))
 
 
 async def send_after_complete(scope: Scope, receive: Receive, send: Send) -> None:
-    await send(start())
+    await send(start(SECRET))
     await send(chunk(b"done", more_body=False))
     await send(chunk(b"more"))
 
@@ -221,11 +218,11 @@ async def test_violation_detected_even_after_disconnect() -> None:
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await receive()  # the request body
-        await send(start())
+        await send(start(SECRET))
         await send(chunk(b"a"))
         assert (await receive())["type"] == "http.disconnect"
         try:
-            await send(start())
+            await send(start(SECRET))
         except RuntimeError as error:
             errors.append(error)
         disconnected.set()
@@ -273,7 +270,7 @@ async def test_malformed_headers_are_refused(headers: object) -> None:
 
 async def test_malformed_body_is_refused() -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await send(start())
+        await send(start(SECRET))
         await send({"type": "http.response.body", "body": "text, not bytes"})
 
     async with raising_client(app) as client:
@@ -294,7 +291,7 @@ async def test_strict_mode_reraises_hidden_exceptions_at_close() -> None:
 
 async def test_never_an_exception_group() -> None:
     async def app_with_task_group(scope: Scope, receive: Receive, send: Send) -> None:
-        await send(start())
+        await send(start(SECRET))
         async with anyio.create_task_group() as group:
 
             async def fail() -> None:

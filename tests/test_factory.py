@@ -11,6 +11,7 @@ import anyio
 import httpx
 import httpx2
 import pytest
+from asgi import chunk, start
 
 from aibridge_transport import (
     BridgeNotRegisteredError,
@@ -73,8 +74,8 @@ async def echo_scope(scope: Scope, receive: Receive, send: Send) -> None:
         "child": child_seen,
         "body": body.decode(),
     }
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": json.dumps(seen).encode()})
+    await send(start())
+    await send(chunk(json.dumps(seen).encode(), more_body=False))
 
 
 def client_for(factory: InProcessTransportFactory, provider: str = "openai") -> httpx.AsyncClient:

@@ -39,6 +39,15 @@ def client_for(bridge: FakeAIBridge, provider: str = "openai") -> httpx.AsyncCli
     return httpx.AsyncClient(transport=transport, base_url="http://bridge")
 
 
+async def post(
+    bridge: FakeAIBridge, path: str, body: Any, provider: str = "openai"
+) -> httpx.Response:
+    """One JSON request to `bridge`, read whole, as a caller with a delegated key."""
+    with with_delegated_api_key_id("key-1"):
+        async with client_for(bridge, provider) as client:
+            return await client.post(path, json=body)
+
+
 def parse_event(chunk: bytes) -> tuple[str | None, Any]:
     """One SSE event (the whole chunk) as (event name, data)."""
     assert chunk.endswith(b"\n\n"), chunk
@@ -91,9 +100,7 @@ async def test_chat_completion_stream_sends_one_chunk_per_token_then_done() -> N
 async def test_chat_completion_without_stream_answers_json() -> None:
     bridge = FakeAIBridge()
     bridge.queue(Reply(text="Hello world"))
-    with with_delegated_api_key_id("key-1"):
-        async with client_for(bridge) as client:
-            response = await client.post("/v1/chat/completions", json=CHAT)
+    response = await post(bridge, "/v1/chat/completions", CHAT)
     assert response.status_code == 200
     body = response.json()
     assert body["object"] == "chat.completion"
@@ -155,9 +162,7 @@ async def test_messages_stream_sends_the_anthropic_events_with_a_ping() -> None:
 async def test_messages_without_stream_answers_json() -> None:
     bridge = FakeAIBridge()
     bridge.queue(Reply(text="Hi there"))
-    with with_delegated_api_key_id("key-1"):
-        async with client_for(bridge, "anthropic") as client:
-            response = await client.post("/v1/messages", json=MESSAGES)
+    response = await post(bridge, "/v1/messages", MESSAGES, provider="anthropic")
     body = response.json()
     assert body["type"] == "message"
     assert body["content"][0]["text"] == "Hi there"
@@ -193,9 +198,7 @@ async def test_queue_is_consumed_in_order_then_the_default_answers() -> None:
 
 async def test_the_default_default_reply_is_a_text() -> None:
     bridge = FakeAIBridge()
-    with with_delegated_api_key_id("key-1"):
-        async with client_for(bridge) as client:
-            response = await client.post("/v1/chat/completions", json=CHAT)
+    response = await post(bridge, "/v1/chat/completions", CHAT)
     assert response.json()["choices"][0]["message"]["content"] == "Hello from the fake bridge."
 
 
@@ -221,9 +224,7 @@ async def test_http_error_uses_the_openai_error_body_and_headers() -> None:
 async def test_http_error_uses_the_anthropic_error_body() -> None:
     bridge = FakeAIBridge()
     bridge.queue(HTTPError(status=400, message="bad"))
-    with with_delegated_api_key_id("key-1"):
-        async with client_for(bridge, "anthropic") as client:
-            response = await client.post("/v1/messages", json=MESSAGES)
+    response = await post(bridge, "/v1/messages", MESSAGES, provider="anthropic")
     assert response.status_code == 400
     assert response.json() == {
         "type": "error",
@@ -235,9 +236,7 @@ async def test_http_error_uses_the_anthropic_error_body() -> None:
 async def test_crash_before_the_response_is_a_500_from_the_transport() -> None:
     bridge = FakeAIBridge()
     bridge.queue(Crash())
-    with with_delegated_api_key_id("key-1"):
-        async with client_for(bridge) as client:
-            response = await client.post("/v1/chat/completions", json=CHAT)
+    response = await post(bridge, "/v1/chat/completions", CHAT)
     assert response.status_code == 500
     assert response.text == "Internal Server Error"
     assert bridge.last_request.outcome == "crashed"
@@ -305,9 +304,7 @@ async def test_anthropic_error_event_ends_the_stream() -> None:
 async def test_error_event_without_stream_is_a_500_error_body() -> None:
     bridge = FakeAIBridge()
     bridge.queue(Reply(ending="error_event"))
-    with with_delegated_api_key_id("key-1"):
-        async with client_for(bridge) as client:
-            response = await client.post("/v1/chat/completions", json=CHAT)
+    response = await post(bridge, "/v1/chat/completions", CHAT)
     assert response.status_code == 500
     assert response.json()["error"]["type"] == "server_error"
 

@@ -7,18 +7,11 @@ from typing import Any
 import anthropic
 import openai
 import pytest
-from sdk_helpers import fake_clients, forbid_network
+from sdk_helpers import UNEXHAUSTED_SSE, fake_clients, forbid_network
 
 from aibridge_transport.testing import FakeAIBridge, HTTPError, Reply
 
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.filterwarnings(
-        r"ignore:Exception ignored in. <async_generator object "
-        r"(SSEDecoder|AsyncStream)\."
-        r":pytest.PytestUnraisableExceptionWarning"
-    ),
-]
+pytestmark = [pytest.mark.anyio, UNEXHAUSTED_SSE]
 
 USER: list[Any] = [{"role": "user", "content": "hi"}]
 

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from sdk_helpers import FakeClients, fake_clients, forbid_network
+from sdk_helpers import UNEXHAUSTED_SSE, FakeClients, fake_clients, forbid_network
 
 from aibridge_transport.testing import (
     ARGUMENT_PIECE_SIZE,
@@ -18,16 +18,7 @@ from aibridge_transport.testing import (
     ToolCall,
 )
 
-pytestmark = [
-    pytest.mark.anyio,
-    # openai leaves its SSE generators unexhausted when it stops at `[DONE]`; trio's async
-    # generator finalizer warns where asyncio's stays silent.
-    pytest.mark.filterwarnings(
-        r"ignore:Exception ignored in. <async_generator object "
-        r"(SSEDecoder|AsyncStream)\."
-        r":pytest.PytestUnraisableExceptionWarning"
-    ),
-]
+pytestmark = [pytest.mark.anyio, UNEXHAUSTED_SSE]
 
 USER: list[Any] = [{"role": "user", "content": "Weather?"}]
 ARGUMENTS = {"city": "Paris", "unit": "celsius"}

@@ -6,18 +6,11 @@ from typing import Any
 
 import anthropic
 import pytest
-from sdk_helpers import fake_clients, forbid_network
+from sdk_helpers import UNEXHAUSTED_SSE, fake_clients, forbid_network
 
 from aibridge_transport.testing import FakeAIBridge, Reply, ToolCall
 
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.filterwarnings(
-        r"ignore:Exception ignored in. <async_generator object "
-        r"(SSEDecoder|AsyncStream)\."
-        r":pytest.PytestUnraisableExceptionWarning"
-    ),
-]
+pytestmark = [pytest.mark.anyio, UNEXHAUSTED_SSE]
 
 SHORT: list[Any] = [{"role": "user", "content": "Say hello"}]
 LONG: list[Any] = [

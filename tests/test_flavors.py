@@ -9,6 +9,7 @@ import httpx
 import httpx2
 import openai
 import pytest
+from asgi import start
 
 from aibridge_transport import (
     HTTPTransportFactory,
@@ -34,7 +35,7 @@ CALLED: list[str] = []
 
 async def counting_app(scope: Scope, receive: Receive, send: Send) -> None:
     CALLED.append(scope["path"])
-    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send(start())
     await send({"type": "http.response.body", "body": b"{}"})
 
 

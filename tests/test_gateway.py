@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from asgi import chunk, start
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -50,15 +51,15 @@ async def recorder(scope: Scope, receive: Receive, send: Send) -> None:
             "headers": list(scope["headers"]),
         }
     )
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"ok"})
+    await send(start())
+    await send(chunk(b"ok", more_body=False))
 
 
 async def leaky(scope: Scope, receive: Receive, send: Send) -> None:
     # Never exits the block: the value must still not leak out of the middleware (behaviour §4).
     with_source("set-by-the-app").__enter__()
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"ok"})
+    await send(start())
+    await send(chunk(b"ok", more_body=False))
 
 
 async def _append_identity(into: list[tuple[str | None, str | None]]) -> None:
@@ -72,8 +73,8 @@ async def meet_then_report(scope: Scope, receive: Receive, send: Send) -> None:
     ARRIVED[mine].set()
     await ARRIVED[other].wait()
     body = repr(identity()).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": body})
+    await send(start())
+    await send(chunk(body, more_body=False))
 
 
 CANCELLED: list[tuple[str | None, str | None]] = []
@@ -81,8 +82,8 @@ CANCEL_SEEN: list[anyio.Event] = []
 
 
 async def streams_forever(scope: Scope, receive: Receive, send: Send) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"first", "more_body": True})
+    await send(start())
+    await send(chunk(b"first"))
     try:
         await anyio.sleep_forever()
     finally:
@@ -90,7 +91,7 @@ async def streams_forever(scope: Scope, receive: Receive, send: Send) -> None:
         CANCEL_SEEN[-1].set()
 
 
-def gateway_client(app: Any = recorder, key: str = KEY) -> httpx.AsyncClient:
+def gateway_client(app: Any = recorder, key: str | list[str] = KEY) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=StreamingASGITransport(GatewayAuthMiddleware(app, key)),
         base_url="http://bridge",
@@ -373,10 +374,7 @@ def test_empty_gateway_key_is_refused_at_construction(key: str | list[str]) -> N
 @pytest.mark.parametrize(("sent", "status"), [("old-key", 200), ("new-key", 200), ("x", 401)])
 async def test_several_keys_are_accepted_during_a_rotation(sent: str, status: int) -> None:
     SEEN.clear()
-    middleware = GatewayAuthMiddleware(recorder, ["new-key", "old-key"])
-    async with httpx.AsyncClient(
-        transport=StreamingASGITransport(middleware), base_url="http://bridge"
-    ) as client:
+    async with gateway_client(key=["new-key", "old-key"]) as client:
         response = await client.get(
             "/api/v2/aibridge/openai/v1/models",
             headers={**IDENTITY_HEADERS, "X-AIBridge-Gateway-Key": sent},
@@ -411,10 +409,7 @@ async def test_every_key_is_compared_in_constant_time(
         return real_compare(sent_key, key)
 
     monkeypatch.setattr(hmac, "compare_digest", spy)
-    middleware = GatewayAuthMiddleware(recorder, ["new-key", "old-key"])
-    async with httpx.AsyncClient(
-        transport=StreamingASGITransport(middleware), base_url="http://bridge"
-    ) as client:
+    async with gateway_client(key=["new-key", "old-key"]) as client:
         response = await client.get(
             "/api/v2/aibridge/openai/v1/models",
             headers={**IDENTITY_HEADERS, "X-AIBridge-Gateway-Key": sent},

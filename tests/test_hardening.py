@@ -16,6 +16,7 @@ import httpx2
 import pytest
 import sniffio
 from _uvicorn import running_server
+from asgi import chunk, start
 
 import aibridge_transport.httpx2
 from aibridge_transport import (
@@ -39,14 +40,6 @@ class AppAbort(BaseException):
 
 class UploadError(Exception):
     pass
-
-
-def start(headers: list[tuple[bytes, bytes]] | None = None, status: int = 200) -> Message:
-    return {"type": "http.response.start", "status": status, "headers": headers or []}
-
-
-def chunk(body: bytes, more_body: bool = True) -> Message:
-    return {"type": "http.response.body", "body": body, "more_body": more_body}
 
 
 def make_client(mode: str, flavour: str, app: Any, **options: Any) -> Any:

@@ -6,6 +6,7 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
+from asgi import chunk, start
 
 from aibridge_transport import (
     InProcessTransportFactory,
@@ -33,8 +34,8 @@ def _forget_seen() -> Iterator[None]:
 
 async def recording_app(scope: Scope, receive: Receive, send: Send) -> None:
     SEEN.append(scope)
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"ok"})
+    await send(start())
+    await send(chunk(b"ok", more_body=False))
 
 
 def factory_client(flavour: str) -> Any:
@@ -311,7 +312,7 @@ async def status_is_a_bool(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def status_out_of_range(scope: Scope, receive: Receive, send: Send) -> None:
-    await send({"type": "http.response.start", "status": 1000, "headers": []})
+    await send(start(status=1000))
 
 
 async def status_missing(scope: Scope, receive: Receive, send: Send) -> None:
@@ -332,7 +333,7 @@ async def header_holds_ints(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def header_value_splits_the_head(scope: Scope, receive: Receive, send: Send) -> None:
     headers = [(b"x-a", b"1\r\nset-cookie: admin=1")]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send(start(headers))
 
 
 async def header_name_is_not_a_token(scope: Scope, receive: Receive, send: Send) -> None:
@@ -357,7 +358,7 @@ async def unknown_message_first(scope: Scope, receive: Receive, send: Send) -> N
 
 
 async def body_before_start(scope: Scope, receive: Receive, send: Send) -> None:
-    await send({"type": "http.response.body", "body": b"x"})
+    await send(chunk(b"x", more_body=False))
 
 
 BEFORE_START: list[tuple[Any, str]] = [
@@ -413,22 +414,22 @@ async def test_malformed_start_is_a_500_from_the_factory(
 
 
 async def body_is_a_string(scope: Scope, receive: Receive, send: Send) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send(start())
     await send({"type": "http.response.body", "body": "text", "more_body": True})
 
 
 async def body_is_an_int(scope: Scope, receive: Receive, send: Send) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send(start())
     await send({"type": "http.response.body", "body": 7, "more_body": True})
 
 
 async def second_start(scope: Scope, receive: Receive, send: Send) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send(start())
+    await send(start())
 
 
 async def unknown_message_mid_body(scope: Scope, receive: Receive, send: Send) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send(start())
     message: Message = {"type": "websocket.send", "bytes": b"x"}
     await send(message)
 
@@ -473,7 +474,7 @@ def _sanic_headers() -> Iterator[tuple[bytes, bytes]]:
 async def headers_from_a_generator(scope: Scope, receive: Receive, send: Send) -> None:
     # What Sanic sends on every response.
     await send({"type": "http.response.start", "status": 200, "headers": _sanic_headers()})
-    await send({"type": "http.response.body", "body": b"ok"})
+    await send(chunk(b"ok", more_body=False))
 
 
 @FLAVOURS

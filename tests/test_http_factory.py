@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import threading
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -17,6 +16,7 @@ import httpx2
 import openai
 import pytest
 from _uvicorn import running_server
+from asgi import ThreadGates, chunk, read_body, start, wait_for_disconnect
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -40,33 +40,16 @@ pytestmark = pytest.mark.anyio
 KEY = "gateway-secret-for-tests"
 ROOT = "/api/v2/aibridge/openai"
 # Cross-thread signals between the test (its own loop) and the app (uvicorn's loop).
-GATES: dict[str, threading.Event] = {}
 NOTES: dict[str, Any] = {}
 CALLS: list[str] = []
 
 
-def gate(name: str) -> threading.Event:
-    return GATES.setdefault(name, threading.Event())
-
-
-async def wait_for(name: str) -> None:
-    # Bounded, so a broken test fails instead of hanging.
-    assert await anyio.to_thread.run_sync(gate(name).wait, 10), f"{name} never happened"
-
-
-async def start(
-    send: Send, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers or []})
+gate = ThreadGates()
+wait_for = gate.wait_for
 
 
 async def echo(scope: Scope, receive: Receive, send: Send) -> None:
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     from_task: list[Any] = []
     async with anyio.create_task_group() as group:
         group.start_soon(_identity_into, from_task)
@@ -81,8 +64,8 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
         "body": body.decode(),
     }
     payload = json.dumps(report).encode()
-    await start(send, 200, [(b"content-type", b"application/json")])
-    await send({"type": "http.response.body", "body": payload})
+    await send(start([(b"content-type", b"application/json")]))
+    await send(chunk(payload, more_body=False))
 
 
 async def _identity_into(into: list[Any]) -> None:
@@ -91,19 +74,18 @@ async def _identity_into(into: list[Any]) -> None:
 
 async def lockstep(scope: Scope, receive: Receive, send: Send) -> None:
     name = scope["query_string"].decode()
-    await start(send, 200, [(b"content-type", b"text/event-stream")])
-    await send({"type": "http.response.body", "body": b"data: one\n\n", "more_body": True})
+    await send(start([(b"content-type", b"text/event-stream")]))
+    await send(chunk(b"data: one\n\n"))
     # The second chunk is produced only after the test has read the first one.
     await wait_for(f"{name}/read-one")
-    await send({"type": "http.response.body", "body": b"data: two\n\n"})
+    await send(chunk(b"data: two\n\n", more_body=False))
 
 
 async def hold(scope: Scope, receive: Receive, send: Send) -> None:
     name = scope["query_string"].decode()
-    await start(send)
-    await send({"type": "http.response.body", "body": b"first", "more_body": True})
-    while (await receive())["type"] != "http.disconnect":
-        pass
+    await send(start())
+    await send(chunk(b"first"))
+    await wait_for_disconnect(receive)
     NOTES[name] = "disconnected"
     gate(f"{name}/disconnected").set()
 
@@ -111,26 +93,25 @@ async def hold(scope: Scope, receive: Receive, send: Send) -> None:
 async def waits(scope: Scope, receive: Receive, send: Send) -> None:
     name = scope["query_string"].decode()
     gate(f"{name}/entered").set()
-    while (await receive())["type"] != "http.disconnect":
-        pass
+    await wait_for_disconnect(receive)
     gate(f"{name}/disconnected").set()
 
 
 async def stall(scope: Scope, receive: Receive, send: Send) -> None:
     name = scope["query_string"].decode()
     await wait_for(f"{name}/release")
-    await start(send)
-    await send({"type": "http.response.body", "body": b"late"})
+    await send(start())
+    await send(chunk(b"late", more_body=False))
 
 
 async def redirect(scope: Scope, receive: Receive, send: Send) -> None:
-    await start(send, 307, [(b"location", b"http://elsewhere.example/steal")])
-    await send({"type": "http.response.body", "body": b"go away"})
+    await send(start([(b"location", b"http://elsewhere.example/steal")], status=307))
+    await send(chunk(b"go away", more_body=False))
 
 
 async def not_modified(scope: Scope, receive: Receive, send: Send) -> None:
-    await start(send, 304)
-    await send({"type": "http.response.body", "body": b""})
+    await send(start(status=304))
+    await send(chunk(b"", more_body=False))
 
 
 ROUTES = {

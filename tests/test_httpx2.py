@@ -6,20 +6,13 @@ import anyio
 import httpx
 import httpx2
 import pytest
+from asgi import chunk, start
 
 from aibridge_transport import InProcessTransportFactory, Source, with_delegated_api_key_id
 from aibridge_transport.httpx2 import StreamingASGITransport
-from aibridge_transport.types import Message, Receive, Scope, Send
+from aibridge_transport.types import Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
-
-
-def start() -> Message:
-    return {"type": "http.response.start", "status": 200, "headers": []}
-
-
-def chunk(body: bytes, more_body: bool = True) -> Message:
-    return {"type": "http.response.body", "body": body, "more_body": more_body}
 
 
 class LockStep:

@@ -10,6 +10,7 @@ import json
 
 import httpx
 import pytest
+from asgi import echo_body, hello_world, plain_headers, raise_exc, raise_exc_after_response
 
 from aibridge_transport import StreamingASGITransport
 from aibridge_transport.types import Message, Receive, Scope, Send
@@ -17,54 +18,24 @@ from aibridge_transport.types import Message, Receive, Scope, Send
 pytestmark = pytest.mark.anyio
 
 
-def _json_headers(output: bytes) -> list[tuple[bytes, str]]:
-    return [(b"content-type", "text/plain"), (b"content-length", str(len(output)))]
-
-
-async def hello_world(scope: Scope, receive: Receive, send: Send) -> None:
-    output = b"Hello, World!"
-    await send({"type": "http.response.start", "status": 200, "headers": _json_headers(output)})
-    await send({"type": "http.response.body", "body": output})
-
-
 async def echo_path(scope: Scope, receive: Receive, send: Send) -> None:
     output = json.dumps({"path": scope["path"]}).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": _json_headers(output)})
+    await send({"type": "http.response.start", "status": 200, "headers": plain_headers(output)})
     await send({"type": "http.response.body", "body": output})
 
 
 async def echo_raw_path(scope: Scope, receive: Receive, send: Send) -> None:
     output = json.dumps({"raw_path": scope["raw_path"].decode("ascii")}).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": _json_headers(output)})
+    await send({"type": "http.response.start", "status": 200, "headers": plain_headers(output)})
     await send({"type": "http.response.body", "body": output})
-
-
-async def echo_body(scope: Scope, receive: Receive, send: Send) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    more_body = True
-    while more_body:
-        message = await receive()
-        more_body = message.get("more_body", False)
-        await send(
-            {"type": "http.response.body", "body": message.get("body", b""), "more_body": more_body}
-        )
 
 
 async def echo_headers(scope: Scope, receive: Receive, send: Send) -> None:
     output = json.dumps(
         {"headers": [[name.decode(), value.decode()] for name, value in scope["headers"]]}
     ).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": _json_headers(output)})
+    await send({"type": "http.response.start", "status": 200, "headers": plain_headers(output)})
     await send({"type": "http.response.body", "body": output})
-
-
-async def raise_exc(scope: Scope, receive: Receive, send: Send) -> None:
-    raise RuntimeError()
-
-
-async def raise_exc_after_response(scope: Scope, receive: Receive, send: Send) -> None:
-    await hello_world(scope, receive, send)
-    raise RuntimeError()
 
 
 async def test_transport_used_directly() -> None:

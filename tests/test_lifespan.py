@@ -7,6 +7,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from asgi import chunk, start
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
@@ -62,15 +63,15 @@ no_lifespan_starlette = Starlette(routes=[Route("/api/v2/aibridge/openai/hello",
 
 async def http_only_app(scope: Scope, receive: Receive, send: Send) -> None:
     assert scope["type"] == "http"
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"http only"})
+    await send(start())
+    await send(chunk(b"http only", more_body=False))
 
 
 async def returns_at_once_app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"returns at once"})
+    await send(start())
+    await send(chunk(b"returns at once", more_body=False))
 
 
 async def raw_lifespan_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -84,8 +85,8 @@ async def raw_lifespan_app(scope: Scope, receive: Receive, send: Send) -> None:
                 EVENTS.append("raw shutdown")
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": repr(scope["state"]).encode()})
+    await send(start())
+    await send(chunk(repr(scope["state"]).encode(), more_body=False))
 
 
 async def failing_shutdown_app(scope: Scope, receive: Receive, send: Send) -> None:

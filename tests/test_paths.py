@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from asgi import chunk, start
 
 import aibridge_transport
 from aibridge_transport import (
@@ -118,8 +119,8 @@ def test_provider_with_reserved_characters_is_encoded_in_raw_path() -> None:
 
 
 async def no_content(scope: Scope, receive: Receive, send: Send) -> None:
-    await send({"type": "http.response.start", "status": 204, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
+    await send(start(status=204))
+    await send(chunk(b"", more_body=False))
 
 
 async def _requests_with_long_paths(count: int, length: int) -> None:

@@ -9,6 +9,7 @@ import httpx
 import httpx2
 import pytest
 from _uvicorn import running_server
+from asgi import chunk
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -49,7 +50,7 @@ async def paths(scope: Scope, receive: Receive, send: Send) -> None:
             "headers": [(b"content-type", b"application/json")],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send(chunk(body, more_body=False))
 
 
 def generic_client(flavor: str, app: Any, **options: Any) -> Any:

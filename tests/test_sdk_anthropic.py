@@ -1,22 +1,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import anthropic
-import anyio
 import httpx
 import httpx2
 import pytest
-from sdk_helpers import KEY_ID, forbid_network, http_client
+from sdk_helpers import KEY_ID, SDKSetup, ended, forbid_network
 
 from aibridge_transport import InProcessTransportFactory, Source, with_delegated_api_key_id
 from aibridge_transport.testing import (
     Crash,
     FakeAIBridge,
     HTTPError,
-    RecordedRequest,
     Reply,
     SimulatedCrash,
     Stall,
@@ -35,39 +32,18 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     forbid_network(monkeypatch)
 
 
-@dataclass
-class Setup:
-    bridge: FakeAIBridge
-    factory: InProcessTransportFactory
-
-    def client(
-        self,
-        *,
-        base_url: str = "http://bridge.invalid",
-        max_retries: int = 0,
-        timeout: float = 10.0,
-    ) -> anthropic.AsyncAnthropic:
-        return anthropic.AsyncAnthropic(
-            api_key="sk-ant-test-secret",
-            base_url=base_url,
-            max_retries=max_retries,
-            timeout=timeout,
-            http_client=http_client(self.factory, "anthropic", "httpx2"),  # type: ignore[arg-type]
-        )
-
-
 @pytest.fixture
-async def setup() -> AsyncIterator[Setup]:
-    bridge = FakeAIBridge()
-    factory = InProcessTransportFactory(bridge)
-    yield Setup(bridge, factory)
-    await factory.aclose()
+async def setup() -> AsyncIterator[SDKSetup]:
+    setup = SDKSetup.new()
+    yield setup
+    await setup.factory.aclose()
 
 
-async def ended(record: RecordedRequest) -> str:
-    # A bound on a wait that ends on its own, so a regression fails instead of hanging.
-    with anyio.fail_after(5):
-        return await record.wait_ended()
+async def read_texts(client: anthropic.AsyncAnthropic, received: list[str]) -> None:
+    """Streams a message, keeping each text delta as it arrives."""
+    async with client.messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream:
+        async for text in stream.text_stream:
+            received.append(text)
 
 
 def test_anthropic_refuses_a_legacy_httpx_client() -> None:
@@ -77,10 +53,10 @@ def test_anthropic_refuses_a_legacy_httpx_client() -> None:
         anthropic.AsyncAnthropic(api_key="sk", http_client=legacy)  # type: ignore[arg-type]
 
 
-async def test_messages_stream_arrives_token_by_token(setup: Setup) -> None:
+async def test_messages_stream_arrives_token_by_token(setup: SDKSetup) -> None:
     gate = TokenGate()
     setup.bridge.queue(Reply(text="Hello there friend", gate=gate))
-    client = setup.client()
+    client = setup.anthropic()
     received: list[str] = []
     kinds: list[str] = []
     with with_delegated_api_key_id(KEY_ID):
@@ -105,10 +81,10 @@ async def test_messages_stream_arrives_token_by_token(setup: Setup) -> None:
     assert await ended(record) == "completed"
 
 
-async def test_stream_helper_yields_text_token_by_token(setup: Setup) -> None:
+async def test_stream_helper_yields_text_token_by_token(setup: SDKSetup) -> None:
     gate = TokenGate()
     setup.bridge.queue(Reply(text="One two three", gate=gate))
-    client = setup.client()
+    client = setup.anthropic()
     received: list[str] = []
     with with_delegated_api_key_id(KEY_ID):
         async with client.messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream:
@@ -127,9 +103,9 @@ async def test_stream_helper_yields_text_token_by_token(setup: Setup) -> None:
     assert message.usage.output_tokens == 3
 
 
-async def test_messages_without_stream_return_the_text(setup: Setup) -> None:
+async def test_messages_without_stream_return_the_text(setup: SDKSetup) -> None:
     setup.bridge.queue(Reply(text="Hello world"))
-    client = setup.client()
+    client = setup.anthropic()
     with with_delegated_api_key_id(KEY_ID):
         message = await client.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES)
         await client.close()
@@ -138,9 +114,9 @@ async def test_messages_without_stream_return_the_text(setup: Setup) -> None:
     assert message.model == MODEL
 
 
-async def test_beta_messages_reach_the_messages_route(setup: Setup) -> None:
+async def test_beta_messages_reach_the_messages_route(setup: SDKSetup) -> None:
     setup.bridge.queue(Reply(text="beta reply"))
-    client = setup.client()
+    client = setup.anthropic()
     with with_delegated_api_key_id(KEY_ID):
         stream = await client.beta.messages.create(
             model=MODEL, max_tokens=64, messages=MESSAGES, stream=True
@@ -155,10 +131,10 @@ async def test_beta_messages_reach_the_messages_route(setup: Setup) -> None:
     assert setup.bridge.last_request.path == "/api/v2/aibridge/anthropic/v1/messages"
 
 
-async def test_leaving_a_stream_with_break_stops_the_app(setup: Setup) -> None:
+async def test_leaving_a_stream_with_break_stops_the_app(setup: SDKSetup) -> None:
     gate = TokenGate()
     setup.bridge.queue(Reply(text="a b c d", gate=gate))
-    client = setup.client()
+    client = setup.anthropic()
     with with_delegated_api_key_id(KEY_ID):
         async with client.messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream:
             gate.release()
@@ -171,9 +147,9 @@ async def test_leaving_a_stream_with_break_stops_the_app(setup: Setup) -> None:
     assert record.tokens_sent == 1
 
 
-async def test_closing_a_stream_stops_the_app(setup: Setup) -> None:
+async def test_closing_a_stream_stops_the_app(setup: SDKSetup) -> None:
     setup.bridge.queue(Reply(text="a b c", gate=TokenGate()))
-    client = setup.client()
+    client = setup.anthropic()
     with with_delegated_api_key_id(KEY_ID):
         stream = await client.messages.create(
             model=MODEL, max_tokens=64, messages=MESSAGES, stream=True
@@ -185,29 +161,25 @@ async def test_closing_a_stream_stops_the_app(setup: Setup) -> None:
 
 
 async def test_crash_mid_stream_passes_the_raw_protocol_error_after_the_tokens_sent(
-    setup: Setup,
+    setup: SDKSetup,
 ) -> None:
     # anthropic does not wrap errors read from a stream (openai 3 wraps them in
     # APIConnectionError): the caller sees httpx2's RemoteProtocolError itself.
     setup.bridge.queue(Reply(text="a b c", ending="crash", after_tokens=2))
-    client = setup.client(max_retries=2)
+    client = setup.anthropic(max_retries=2)
     received: list[str] = []
     with with_delegated_api_key_id(KEY_ID):
         with pytest.raises(httpx2.RemoteProtocolError) as caught:
-            async with client.messages.stream(
-                model=MODEL, max_tokens=64, messages=MESSAGES
-            ) as stream:
-                async for text in stream.text_stream:
-                    received.append(text)
+            await read_texts(client, received)
         await client.close()
     assert received == ["a", " b"]
     assert isinstance(caught.value.__cause__, SimulatedCrash)
     assert len(setup.bridge.requests) == 1  # mid-stream errors are never retried
 
 
-async def test_crash_before_the_response_is_a_500_the_sdk_retries(setup: Setup) -> None:
+async def test_crash_before_the_response_is_a_500_the_sdk_retries(setup: SDKSetup) -> None:
     setup.bridge.queue(Crash(), Reply(text="recovered"))
-    client = setup.client(max_retries=1)
+    client = setup.anthropic(max_retries=1)
     with with_delegated_api_key_id(KEY_ID):
         message = await client.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES)
         await client.close()
@@ -223,10 +195,10 @@ async def test_crash_before_the_response_is_a_500_the_sdk_retries(setup: Setup) 
 
 
 async def test_crash_before_the_response_without_retries_is_an_internal_server_error(
-    setup: Setup,
+    setup: SDKSetup,
 ) -> None:
     setup.bridge.queue(Crash())
-    client = setup.client(max_retries=0)
+    client = setup.anthropic(max_retries=0)
     with with_delegated_api_key_id(KEY_ID):
         with pytest.raises(anthropic.InternalServerError) as caught:
             await client.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES)
@@ -235,12 +207,12 @@ async def test_crash_before_the_response_without_retries_is_an_internal_server_e
     assert caught.value.response.text == "Internal Server Error"
 
 
-async def test_overloaded_error_is_retried_as_the_headers_ask(setup: Setup) -> None:
+async def test_overloaded_error_is_retried_as_the_headers_ask(setup: SDKSetup) -> None:
     setup.bridge.queue(
         HTTPError(status=529, message="Overloaded", headers={"retry-after-ms": "1"}),
         Reply(text="done"),
     )
-    client = setup.client(max_retries=1)
+    client = setup.anthropic(max_retries=1)
     with with_delegated_api_key_id(KEY_ID):
         message = await client.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES)
         await client.close()
@@ -249,9 +221,9 @@ async def test_overloaded_error_is_retried_as_the_headers_ask(setup: Setup) -> N
     assert [request.status for request in setup.bridge.requests] == [529, 200]
 
 
-async def test_http_error_body_reaches_the_sdk_error(setup: Setup) -> None:
+async def test_http_error_body_reaches_the_sdk_error(setup: SDKSetup) -> None:
     setup.bridge.queue(HTTPError(status=400, message="bad model"))
-    client = setup.client(max_retries=2)
+    client = setup.anthropic(max_retries=2)
     with with_delegated_api_key_id(KEY_ID):
         with pytest.raises(anthropic.BadRequestError) as caught:
             await client.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES, stream=True)
@@ -264,17 +236,13 @@ async def test_http_error_body_reaches_the_sdk_error(setup: Setup) -> None:
     assert len(setup.bridge.requests) == 1
 
 
-async def test_error_event_is_an_api_status_error(setup: Setup) -> None:
+async def test_error_event_is_an_api_status_error(setup: SDKSetup) -> None:
     setup.bridge.queue(Reply(text="a b", ending="error_event", after_tokens=1))
-    client = setup.client()
+    client = setup.anthropic()
     received: list[str] = []
     with with_delegated_api_key_id(KEY_ID):
         with pytest.raises(anthropic.APIStatusError) as caught:
-            async with client.messages.stream(
-                model=MODEL, max_tokens=64, messages=MESSAGES
-            ) as stream:
-                async for text in stream.text_stream:
-                    received.append(text)
+            await read_texts(client, received)
         await client.close()
     assert received == ["a"]
     assert caught.value.body == {
@@ -284,26 +252,22 @@ async def test_error_event_is_an_api_status_error(setup: Setup) -> None:
     }
 
 
-async def test_stall_mid_stream_beyond_the_timeout_is_a_read_timeout(setup: Setup) -> None:
+async def test_stall_mid_stream_beyond_the_timeout_is_a_read_timeout(setup: SDKSetup) -> None:
     # As for a crash mid-stream, anthropic passes the stream's own error: httpx2.ReadTimeout.
     setup.bridge.queue(Reply(text="a b", ending="stall", after_tokens=1))
-    client = setup.client(timeout=0.1)
+    client = setup.anthropic(timeout=0.1)
     received: list[str] = []
     with with_delegated_api_key_id(KEY_ID):
         with pytest.raises(httpx2.ReadTimeout):
-            async with client.messages.stream(
-                model=MODEL, max_tokens=64, messages=MESSAGES
-            ) as stream:
-                async for text in stream.text_stream:
-                    received.append(text)
+            await read_texts(client, received)
         assert await ended(setup.bridge.last_request) == "disconnected"
         await client.close()
     assert received == ["a"]
 
 
-async def test_stall_before_the_response_is_a_timeout_error(setup: Setup) -> None:
+async def test_stall_before_the_response_is_a_timeout_error(setup: SDKSetup) -> None:
     setup.bridge.queue(Stall())
-    client = setup.client(timeout=0.1)
+    client = setup.anthropic(timeout=0.1)
     with with_delegated_api_key_id(KEY_ID):
         with pytest.raises(anthropic.APITimeoutError):
             await client.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES)
@@ -311,8 +275,8 @@ async def test_stall_before_the_response_is_a_timeout_error(setup: Setup) -> Non
         await client.close()
 
 
-async def test_base_url_holding_the_bridge_prefix_reaches_the_same_route(setup: Setup) -> None:
-    client = setup.client(base_url="http://bridge.invalid/api/v2/aibridge/anthropic")
+async def test_base_url_holding_the_bridge_prefix_reaches_the_same_route(setup: SDKSetup) -> None:
+    client = setup.anthropic(base_url="http://bridge.invalid/api/v2/aibridge/anthropic")
     with with_delegated_api_key_id(KEY_ID):
         message = await client.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES)
         await client.close()
@@ -320,8 +284,8 @@ async def test_base_url_holding_the_bridge_prefix_reaches_the_same_route(setup: 
     assert setup.bridge.last_request.path == "/api/v2/aibridge/anthropic/v1/messages"
 
 
-async def test_the_app_sees_source_and_delegated_key(setup: Setup) -> None:
-    client = setup.client()
+async def test_the_app_sees_source_and_delegated_key(setup: SDKSetup) -> None:
+    client = setup.anthropic()
     with with_delegated_api_key_id(KEY_ID):
         await client.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES)
         await client.close()
@@ -338,17 +302,17 @@ async def test_the_app_sees_source_and_delegated_key(setup: Setup) -> None:
     assert record.body["max_tokens"] == 64
 
 
-async def test_models_listing(setup: Setup) -> None:
-    client = setup.client()
+async def test_models_listing(setup: SDKSetup) -> None:
+    client = setup.anthropic()
     with with_delegated_api_key_id(KEY_ID):
         models = [model.id async for model in client.models.list()]
         await client.close()
     assert models == ["fake-model"]
 
 
-async def test_closing_the_client_stops_an_open_stream(setup: Setup) -> None:
+async def test_closing_the_client_stops_an_open_stream(setup: SDKSetup) -> None:
     setup.bridge.queue(Reply(text="a b", ending="stall", after_tokens=1))
-    client = setup.client()
+    client = setup.anthropic()
     with with_delegated_api_key_id(KEY_ID):
         await client.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES, stream=True)
         record = setup.bridge.last_request
@@ -359,12 +323,12 @@ async def test_closing_the_client_stops_an_open_stream(setup: Setup) -> None:
     assert record.outcome in ("disconnected", "cancelled")
 
 
-async def test_tool_use_is_accumulated_by_the_stream_helper(setup: Setup) -> None:
+async def test_tool_use_is_accumulated_by_the_stream_helper(setup: SDKSetup) -> None:
     call = ToolCall(name="get_weather", arguments={"city": "Paris"}, id="toolu_1")
     setup.bridge.queue(
         Reply(text="Checking.", tool_calls=[call]), Reply(text="", tool_calls=[call])
     )
-    client = setup.client()
+    client = setup.anthropic()
     with with_delegated_api_key_id(KEY_ID):
         async with client.messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream:
             streamed = await stream.get_final_message()

@@ -2,22 +2,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import anyio
-import httpx
-import httpx2
 import openai
 import pytest
-from sdk_helpers import KEY_ID, Flavour, forbid_network, http_client
+from openai.types.chat import ChatCompletionChunk
+from sdk_helpers import KEY_ID, UNEXHAUSTED_SSE, SDKSetup, ended, forbid_network
 
-from aibridge_transport import InProcessTransportFactory, with_delegated_api_key_id
+from aibridge_transport import with_delegated_api_key_id
 from aibridge_transport.testing import (
     Crash,
-    FakeAIBridge,
     HTTPError,
-    RecordedRequest,
     Reply,
     SimulatedCrash,
     Stall,
@@ -25,16 +20,7 @@ from aibridge_transport.testing import (
     ToolCall,
 )
 
-pytestmark = [
-    pytest.mark.anyio,
-    # openai leaves its SSE generators unexhausted when it stops at `[DONE]` or the caller
-    # leaves a stream; trio's async generator finalizer warns where asyncio's stays silent.
-    pytest.mark.filterwarnings(
-        r"ignore:Exception ignored in. <async_generator object "
-        r"(SSEDecoder|AsyncStream)\."
-        r":pytest.PytestUnraisableExceptionWarning"
-    ),
-]
+pytestmark = [pytest.mark.anyio, UNEXHAUSTED_SSE]
 
 MESSAGES: list[Any] = [{"role": "user", "content": "Say hello"}]
 
@@ -44,50 +30,26 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     forbid_network(monkeypatch)
 
 
-@dataclass
-class Setup:
-    bridge: FakeAIBridge
-    factory: InProcessTransportFactory
-    flavour: Flavour
-
-    def client(
-        self,
-        *,
-        base_url: str = "http://bridge.invalid/v1",
-        max_retries: int = 0,
-        timeout: float = 10.0,
-    ) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(
-            api_key="sk-test-secret",
-            base_url=base_url,
-            max_retries=max_retries,
-            timeout=timeout,
-            http_client=http_client(self.factory, "openai", self.flavour),  # type: ignore[arg-type]
-        )
-
-    @property
-    def remote_protocol_error(self) -> type[Exception]:
-        return httpx2.RemoteProtocolError if self.flavour == "httpx2" else httpx.RemoteProtocolError
-
-
 @pytest.fixture(params=["httpx2", "httpx"])
-async def setup(request: pytest.FixtureRequest) -> AsyncIterator[Setup]:
-    bridge = FakeAIBridge()
-    factory = InProcessTransportFactory(bridge)
-    yield Setup(bridge, factory, request.param)
-    await factory.aclose()
+async def setup(request: pytest.FixtureRequest) -> AsyncIterator[SDKSetup]:
+    setup = SDKSetup.new(request.param)
+    yield setup
+    await setup.factory.aclose()
 
 
-async def ended(record: RecordedRequest) -> str:
-    # A bound on a wait that ends on its own, so a regression fails instead of hanging.
-    with anyio.fail_after(5):
-        return await record.wait_ended()
+async def read_contents(
+    stream: openai.AsyncStream[ChatCompletionChunk], received: list[str]
+) -> None:
+    """Reads a chat stream to its end, keeping each content delta as it arrives."""
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            received.append(chunk.choices[0].delta.content)
 
 
-async def test_chat_stream_arrives_token_by_token(setup: Setup) -> None:
+async def test_chat_stream_arrives_token_by_token(setup: SDKSetup) -> None:
     gate = TokenGate()
     setup.bridge.queue(Reply(text="Hello there friend", gate=gate))
-    client = setup.client()
+    client = setup.openai()
     received: list[str] = []
     with with_delegated_api_key_id(KEY_ID):
         stream = await client.chat.completions.create(
@@ -108,9 +70,9 @@ async def test_chat_stream_arrives_token_by_token(setup: Setup) -> None:
     assert await ended(record) == "completed"
 
 
-async def test_chat_without_stream_returns_the_text(setup: Setup) -> None:
+async def test_chat_without_stream_returns_the_text(setup: SDKSetup) -> None:
     setup.bridge.queue(Reply(text="Hello world"))
-    client = setup.client()
+    client = setup.openai()
     with with_delegated_api_key_id(KEY_ID):
         completion = await client.chat.completions.create(model="gpt-test", messages=MESSAGES)
         await client.close()
@@ -118,10 +80,10 @@ async def test_chat_without_stream_returns_the_text(setup: Setup) -> None:
     assert completion.model == "gpt-test"
 
 
-async def test_responses_stream_arrives_token_by_token(setup: Setup) -> None:
+async def test_responses_stream_arrives_token_by_token(setup: SDKSetup) -> None:
     gate = TokenGate()
     setup.bridge.queue(Reply(text="One two three", gate=gate))
-    client = setup.client()
+    client = setup.openai()
     received: list[str] = []
     kinds: list[str] = []
     with with_delegated_api_key_id(KEY_ID):
@@ -144,10 +106,10 @@ async def test_responses_stream_arrives_token_by_token(setup: Setup) -> None:
     assert record.path == "/api/v2/aibridge/openai/v1/responses"
 
 
-async def test_leaving_a_stream_with_break_stops_the_app(setup: Setup) -> None:
+async def test_leaving_a_stream_with_break_stops_the_app(setup: SDKSetup) -> None:
     gate = TokenGate()
     setup.bridge.queue(Reply(text="a b c d", gate=gate))
-    client = setup.client()
+    client = setup.openai()
     with with_delegated_api_key_id(KEY_ID):
         stream = await client.chat.completions.create(
             model="gpt-test", messages=MESSAGES, stream=True
@@ -164,9 +126,9 @@ async def test_leaving_a_stream_with_break_stops_the_app(setup: Setup) -> None:
     assert record.tokens_sent == 1
 
 
-async def test_closing_a_stream_stops_the_app(setup: Setup) -> None:
+async def test_closing_a_stream_stops_the_app(setup: SDKSetup) -> None:
     setup.bridge.queue(Reply(text="a b c", gate=TokenGate()))
-    client = setup.client()
+    client = setup.openai()
     with with_delegated_api_key_id(KEY_ID):
         stream = await client.chat.completions.create(
             model="gpt-test", messages=MESSAGES, stream=True
@@ -178,19 +140,17 @@ async def test_closing_a_stream_stops_the_app(setup: Setup) -> None:
 
 
 async def test_crash_mid_stream_is_a_connection_error_after_the_tokens_sent(
-    setup: Setup,
+    setup: SDKSetup,
 ) -> None:
     setup.bridge.queue(Reply(text="a b c", ending="crash", after_tokens=2))
-    client = setup.client(max_retries=2)
+    client = setup.openai(max_retries=2)
     received: list[str] = []
     with with_delegated_api_key_id(KEY_ID):
         stream = await client.chat.completions.create(
             model="gpt-test", messages=MESSAGES, stream=True
         )
         with pytest.raises(openai.APIConnectionError) as caught:
-            async for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    received.append(chunk.choices[0].delta.content)
+            await read_contents(stream, received)
         await client.close()
     assert received == ["a", " b"]
     protocol_error = caught.value.__cause__
@@ -199,9 +159,9 @@ async def test_crash_mid_stream_is_a_connection_error_after_the_tokens_sent(
     assert len(setup.bridge.requests) == 1  # mid-stream errors are never retried
 
 
-async def test_crash_before_the_response_is_a_500_the_sdk_retries(setup: Setup) -> None:
+async def test_crash_before_the_response_is_a_500_the_sdk_retries(setup: SDKSetup) -> None:
     setup.bridge.queue(Crash(), Reply(text="recovered"))
-    client = setup.client(max_retries=1)
+    client = setup.openai(max_retries=1)
     with with_delegated_api_key_id(KEY_ID):
         completion = await client.chat.completions.create(model="gpt-test", messages=MESSAGES)
         await client.close()
@@ -218,10 +178,10 @@ async def test_crash_before_the_response_is_a_500_the_sdk_retries(setup: Setup) 
 
 
 async def test_crash_before_the_response_without_retries_is_an_internal_server_error(
-    setup: Setup,
+    setup: SDKSetup,
 ) -> None:
     setup.bridge.queue(Crash())
-    client = setup.client(max_retries=0)
+    client = setup.openai(max_retries=0)
     with with_delegated_api_key_id(KEY_ID):
         with pytest.raises(openai.InternalServerError) as caught:
             await client.chat.completions.create(model="gpt-test", messages=MESSAGES)
@@ -230,12 +190,12 @@ async def test_crash_before_the_response_without_retries_is_an_internal_server_e
     assert caught.value.response.text == "Internal Server Error"
 
 
-async def test_rate_limit_error_is_retried_as_the_headers_ask(setup: Setup) -> None:
+async def test_rate_limit_error_is_retried_as_the_headers_ask(setup: SDKSetup) -> None:
     setup.bridge.queue(
         HTTPError(status=429, message="slow down", headers={"retry-after-ms": "1"}),
         Reply(text="done"),
     )
-    client = setup.client(max_retries=1)
+    client = setup.openai(max_retries=1)
     with with_delegated_api_key_id(KEY_ID):
         completion = await client.chat.completions.create(model="gpt-test", messages=MESSAGES)
         await client.close()
@@ -243,9 +203,9 @@ async def test_rate_limit_error_is_retried_as_the_headers_ask(setup: Setup) -> N
     assert [request.status for request in setup.bridge.requests] == [429, 200]
 
 
-async def test_http_error_body_reaches_the_sdk_error(setup: Setup) -> None:
+async def test_http_error_body_reaches_the_sdk_error(setup: SDKSetup) -> None:
     setup.bridge.queue(HTTPError(status=400, message="bad model"))
-    client = setup.client(max_retries=2)
+    client = setup.openai(max_retries=2)
     with with_delegated_api_key_id(KEY_ID):
         with pytest.raises(openai.BadRequestError) as caught:
             await client.chat.completions.create(model="gpt-test", messages=MESSAGES, stream=True)
@@ -259,42 +219,38 @@ async def test_http_error_body_reaches_the_sdk_error(setup: Setup) -> None:
     assert len(setup.bridge.requests) == 1
 
 
-async def test_in_band_error_event_is_an_api_error(setup: Setup) -> None:
+async def test_in_band_error_event_is_an_api_error(setup: SDKSetup) -> None:
     setup.bridge.queue(Reply(text="a b", ending="error_event", after_tokens=1))
-    client = setup.client()
+    client = setup.openai()
     received: list[str] = []
     with with_delegated_api_key_id(KEY_ID):
         stream = await client.chat.completions.create(
             model="gpt-test", messages=MESSAGES, stream=True
         )
         with pytest.raises(openai.APIError, match="simulated error"):
-            async for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    received.append(chunk.choices[0].delta.content)
+            await read_contents(stream, received)
         await client.close()
     assert received == ["a"]
 
 
-async def test_stall_mid_stream_beyond_the_timeout_is_a_timeout_error(setup: Setup) -> None:
+async def test_stall_mid_stream_beyond_the_timeout_is_a_timeout_error(setup: SDKSetup) -> None:
     setup.bridge.queue(Reply(text="a b", ending="stall", after_tokens=1))
-    client = setup.client(timeout=0.1)
+    client = setup.openai(timeout=0.1)
     received: list[str] = []
     with with_delegated_api_key_id(KEY_ID):
         stream = await client.chat.completions.create(
             model="gpt-test", messages=MESSAGES, stream=True
         )
         with pytest.raises(openai.APITimeoutError):
-            async for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    received.append(chunk.choices[0].delta.content)
+            await read_contents(stream, received)
         assert await ended(setup.bridge.last_request) == "disconnected"
         await client.close()
     assert received == ["a"]
 
 
-async def test_stall_before_the_response_is_a_timeout_error(setup: Setup) -> None:
+async def test_stall_before_the_response_is_a_timeout_error(setup: SDKSetup) -> None:
     setup.bridge.queue(Stall())
-    client = setup.client(timeout=0.1)
+    client = setup.openai(timeout=0.1)
     with with_delegated_api_key_id(KEY_ID):
         with pytest.raises(openai.APITimeoutError):
             await client.chat.completions.create(model="gpt-test", messages=MESSAGES)
@@ -302,8 +258,8 @@ async def test_stall_before_the_response_is_a_timeout_error(setup: Setup) -> Non
         await client.close()
 
 
-async def test_base_url_holding_the_bridge_prefix_reaches_the_same_route(setup: Setup) -> None:
-    client = setup.client(base_url="http://bridge.invalid/api/v2/aibridge/openai/v1")
+async def test_base_url_holding_the_bridge_prefix_reaches_the_same_route(setup: SDKSetup) -> None:
+    client = setup.openai(base_url="http://bridge.invalid/api/v2/aibridge/openai/v1")
     with with_delegated_api_key_id(KEY_ID):
         completion = await client.chat.completions.create(model="gpt-test", messages=MESSAGES)
         await client.close()
@@ -311,8 +267,8 @@ async def test_base_url_holding_the_bridge_prefix_reaches_the_same_route(setup: 
     assert setup.bridge.last_request.path == "/api/v2/aibridge/openai/v1/chat/completions"
 
 
-async def test_the_app_sees_source_and_delegated_key(setup: Setup) -> None:
-    client = setup.client()
+async def test_the_app_sees_source_and_delegated_key(setup: SDKSetup) -> None:
+    client = setup.openai()
     with with_delegated_api_key_id(KEY_ID):
         await client.chat.completions.create(model="gpt-test", messages=MESSAGES)
         await client.close()
@@ -328,17 +284,17 @@ async def test_the_app_sees_source_and_delegated_key(setup: Setup) -> None:
     assert record.body["model"] == "gpt-test"
 
 
-async def test_models_listing(setup: Setup) -> None:
-    client = setup.client()
+async def test_models_listing(setup: SDKSetup) -> None:
+    client = setup.openai()
     with with_delegated_api_key_id(KEY_ID):
         models = [model.id async for model in client.models.list()]
         await client.close()
     assert models == ["fake-model"]
 
 
-async def test_closing_the_client_stops_an_open_stream(setup: Setup) -> None:
+async def test_closing_the_client_stops_an_open_stream(setup: SDKSetup) -> None:
     setup.bridge.queue(Reply(text="a b", ending="stall", after_tokens=1))
-    client = setup.client()
+    client = setup.openai()
     with with_delegated_api_key_id(KEY_ID):
         await client.chat.completions.create(model="gpt-test", messages=MESSAGES, stream=True)
         record = setup.bridge.last_request
@@ -349,10 +305,10 @@ async def test_closing_the_client_stops_an_open_stream(setup: Setup) -> None:
     assert record.outcome in ("disconnected", "cancelled")
 
 
-async def test_chat_tool_calls_are_parsed_streamed_and_whole(setup: Setup) -> None:
+async def test_chat_tool_calls_are_parsed_streamed_and_whole(setup: SDKSetup) -> None:
     call = ToolCall(name="get_weather", arguments={"city": "Paris"}, id="call_1")
     setup.bridge.queue(Reply(text="", tool_calls=[call]), Reply(text="", tool_calls=[call]))
-    client = setup.client()
+    client = setup.openai()
     with with_delegated_api_key_id(KEY_ID):
         completion = await client.chat.completions.create(model="gpt-test", messages=MESSAGES)
         stream = await client.chat.completions.create(
@@ -385,10 +341,10 @@ async def test_chat_tool_calls_are_parsed_streamed_and_whole(setup: Setup) -> No
     assert finish_reasons == ["tool_calls"]
 
 
-async def test_responses_tool_call_is_a_function_call_item(setup: Setup) -> None:
+async def test_responses_tool_call_is_a_function_call_item(setup: SDKSetup) -> None:
     call = ToolCall(name="get_weather", arguments={"city": "Paris"})
     setup.bridge.queue(Reply(text="Checking.", tool_calls=[call]))
-    client = setup.client()
+    client = setup.openai()
     with with_delegated_api_key_id(KEY_ID):
         stream = await client.responses.create(model="gpt-test", input="Weather?", stream=True)
         final = None

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from asgi import chunk, start
 
 from aibridge_transport import (
     HTTPTransportFactory,
@@ -22,13 +23,13 @@ CALLS: list[str] = []
 
 async def bridge(scope: Scope, receive: Receive, send: Send) -> None:
     CALLS.append(scope["path"])
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"in-process"})
+    await send(start())
+    await send(chunk(b"in-process", more_body=False))
 
 
 async def other_bridge(scope: Scope, receive: Receive, send: Send) -> None:
-    await send({"type": "http.response.start", "status": 204, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
+    await send(start(status=204))
+    await send(chunk(b"", more_body=False))
 
 
 def closed_port() -> int:

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from fuzz_workload import KINDS, run_soak
+from fuzz_workload import KINDS, Ending, run_soak
 
 pytestmark = pytest.mark.anyio
 
@@ -50,22 +50,24 @@ async def test_memory_and_tasks_stay_flat_over_mixed_exchanges() -> None:
 
 
 def expected_outcomes(total: int) -> dict[str, int]:
-    # Exchange i is of kind (i // 3) % KINDS on transport i % 3: raise mode, 500 mode, factory.
+    # Exchange i ends as KINDS[(i // 3) % len(KINDS)], on transport i % 3: raise mode, 500
+    # mode, factory.
     names = {
-        0: "streamed",
-        1: "closed early",
-        3: "remote protocol error",  # behaviour §7: raised after start, in every mode
-        4: "read timeout",  # behaviour §6
-        5: "cancelled",
-        6: "abandoned",
-        7: "app ran on after the body",
-        9: "upload error raised",  # behaviour §7: the caller's own, in every mode
+        Ending.STREAMED: "streamed",
+        Ending.CLOSED_EARLY: "closed early",
+        Ending.CRASH_MID_STREAM: "remote protocol error",  # behaviour §7: in every mode
+        Ending.READ_TIMEOUT: "read timeout",  # behaviour §6
+        Ending.CANCELLED: "cancelled",
+        Ending.ABANDONED: "abandoned",
+        Ending.FINAL_THEN_HANG: "app ran on after the body",
+        Ending.UPLOAD_FAILS: "upload error raised",  # behaviour §7: the caller's own
     }
     outcomes: Counter[str] = Counter()
     for index in range(total):
-        kind = (index // 3) % KINDS
-        if kind in (2, 8):  # raised before start: raised in raise mode, else 500 (behaviour §7)
+        ending = KINDS[(index // 3) % len(KINDS)]
+        if ending in (Ending.CRASH_BEFORE_START, Ending.CRASH_BASE_BEFORE_START):
+            # Raised in raise mode, else a 500 (behaviour §7).
             outcomes["app error raised" if index % 3 == 0 else "crash before start: 500"] += 1
         else:
-            outcomes[names[kind]] += 1
+            outcomes[names[ending]] += 1
     return dict(outcomes)

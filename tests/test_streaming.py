@@ -10,6 +10,7 @@ import anyio
 import httpx
 import pytest
 from anyio import wait_all_tasks_blocked
+from asgi import chunk, start
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,14 +21,6 @@ from aibridge_transport import StreamingASGITransport
 from aibridge_transport.types import Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
-
-
-def start(headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, object]:
-    return {"type": "http.response.start", "status": 200, "headers": headers or []}
-
-
-def chunk(body: bytes, more_body: bool = True) -> dict[str, object]:
-    return {"type": "http.response.body", "body": body, "more_body": more_body}
 
 
 class LockStep:

@@ -32,6 +32,7 @@ from aibridge_transport import (
 )
 from aibridge_transport._sync import _RUNNING
 from aibridge_transport.httpx2 import StreamingASGITransport as StreamingASGITransport2
+from aibridge_transport.testing import live_exchanges
 from aibridge_transport.types import Receive, Scope, Send
 
 EXAMPLES = int(os.environ.get("AIBRIDGE_FUZZ_EXAMPLES", "60"))
@@ -181,8 +182,7 @@ def play(kind: str, script: AppScript, consumer: Consumer) -> None:
         assert isinstance(result, list)
         if kind.startswith("factory") or script.ending == "complete":
             assert b"".join(result) == b"".join(script.chunks)
-    engine = transport._sync_engine
-    assert engine is None or engine.live == set()
+    assert live_exchanges(transport) == 0
     assert set(threading.enumerate()) <= before
 
 

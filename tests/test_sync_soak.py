@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from aibridge_transport import InProcessTransportFactory, Source, with_delegated_api_key_id
+from aibridge_transport.testing import live_exchanges
 from aibridge_transport.types import Receive, Scope, Send
 
 THREADS = 8
@@ -91,5 +92,5 @@ def test_mixed_sync_load_leaves_nothing_behind() -> None:
     assert len(set(threading.enumerate()) - before) == 1  # the factory's loop thread
     client.close()
     factory.close()
-    assert transport._sync_engine.live == set()
+    assert live_exchanges(transport) == 0
     assert set(threading.enumerate()) == before

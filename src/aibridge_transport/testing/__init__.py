@@ -1,4 +1,5 @@
-"""A fake AI bridge for tests: answers like the providers, scripted, recording every request."""
+"""A fake AI bridge for tests (answers like the providers, scripted, recording every request),
+and what a test may read of a transport: the exchanges it still holds."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from ._script import (
     TokenGate,
     ToolCall,
 )
+from ._transport import live_exchanges, wait_apps_ended
 
 __all__ = [
     "ARGUMENT_PIECE_SIZE",
@@ -44,4 +46,6 @@ __all__ = [
     "Stall",
     "TokenGate",
     "ToolCall",
+    "live_exchanges",
+    "wait_apps_ended",
 ]
