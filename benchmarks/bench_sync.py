@@ -13,7 +13,6 @@ library's own async path (`httpx.AsyncClient` on the factory, the same process),
 
 from __future__ import annotations
 
-import statistics
 import sys
 import threading
 import time
@@ -29,7 +28,7 @@ from starlette.testclient import TestClient
 
 from aibridge_transport import InProcessTransportFactory, Source, with_delegated_api_key_id
 
-__all__ = ["analyse", "console_report", "main", "markdown_report", "run"]
+__all__ = ["analyse", "collect", "console_report", "main", "markdown_report", "run", "settings"]
 
 TESTCLIENT, OURS_ASYNC, UVICORN_SYNC, OURS_SYNC = (
     "testclient",
@@ -203,11 +202,6 @@ def run(
     return samples, extra_threads, failures
 
 
-def ratio(samples: Rounds, metric: str, client: str, reference: str) -> float:
-    values = samples[metric]
-    return statistics.median(a / b for a, b in zip(values[client], values[reference], strict=True))
-
-
 def analyse(
     samples: Rounds, extra_threads: tuple[int, int], failures: dict[str, list[str]]
 ) -> dict[str, Any]:
@@ -311,7 +305,7 @@ def console_report(data: dict[str, Any]) -> str:
 def failure_notes(data: dict[str, Any]) -> list[str]:
     return [
         f"In the threads scenario, {failure['count']} requests of {name} failed over the "
-        f"run (the first: `{failure['first']}`); its wall time counts them as done."
+        f"run (the first: `{failure['first']}`); its wall time includes them."
         for name, failure in data.get("failures", {}).items()
     ]
 

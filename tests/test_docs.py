@@ -160,8 +160,11 @@ def test_the_benchmarks_page_is_checked_against_the_sync_run_too(tmp_path: Path)
     assert "| small JSON: latency | 1.23 s |" in printed.stdout
 
 
-def test_the_benchmarks_page_shows_the_floor_under_a_missed_sync_target(tmp_path: Path) -> None:
+def test_the_benchmarks_page_shows_the_floor_under_a_missed_sync_target_and_failed_requests(
+    tmp_path: Path,
+) -> None:
     run = sync_reference()
+    run["failures"] = {"uvicorn-sync": {"count": 3, "first": "httpx.ReadError: gone"}}
     (row,) = [r for r in run["targets"] if r["target"] == "SSE first event vs TestClient"]
     row.update(value=0.41, met=False, floor=0.33)
     (threads,) = [r for r in run["targets"] if r["reference"] is None]
@@ -177,6 +180,10 @@ def test_the_benchmarks_page_shows_the_floor_under_a_missed_sync_target(tmp_path
     assert "- SSE first event vs TestClient: 0.41x, limit <= 0.30x. Our async path " in page
     assert "measured 0.33x against TestClient in the same rounds" in page
     assert "| threads of ours alive at the end | 2 | <= 1 | **missed** | - |" in page
+    assert (
+        "In the threads scenario, 3 requests of uvicorn-sync failed over the run (the first: "
+        "`httpx.ReadError: gone`); its wall time includes them." in page
+    )
 
 
 def test_the_sync_reference_run_records_its_machine_and_versions() -> None:
