@@ -3,6 +3,7 @@
     python benchmarks/render.py           # writes docs/benchmarks.md and the README's summary
     python benchmarks/render.py --check   # exits 1 when either differs from the JSON
     python benchmarks/render.py --json other.json --print   # another run's page, to stdout
+    python benchmarks/render.py --sync-json other-sync.json --print   # another sync run's
 
 The tables are never edited by hand: `tests/test_docs.py` renders them again and compares.
 """
@@ -17,14 +18,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import bench_sync
 from bench_clients import ASGI_TRANSPORT, FACTORY
 from run import MEASURED_PACKAGES, fmt, markdown_report
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "benchmarks" / "reference.json"
+REFERENCE_SYNC = ROOT / "benchmarks" / "reference-sync.json"
 PAGE = ROOT / "docs" / "benchmarks.md"
 # The page's prose: Markdown kept beside this script, the tables appended below it.
 INTRO = ROOT / "benchmarks" / "page.md"
+SYNC_INTRO = ROOT / "benchmarks" / "page-sync.md"
 README = ROOT / "README.md"
 SUMMARY_START = "<!-- benchmark-summary: rendered by benchmarks/render.py -->"
 SUMMARY_END = "<!-- end of benchmark-summary -->"
@@ -38,10 +42,23 @@ SUMMARY_ROWS = (
 )
 
 
-def run_details(meta: dict[str, Any]) -> str:
+SPREAD = (
+    "Ratios move by a few hundredths from run to run on a shared machine; read them with "
+    "that spread."
+)
+# Two hand-overs between threads, each waiting for a wake and the GIL, on a machine shared.
+SYNC_SPREAD = (
+    "On a shared machine the totals move by a few hundredths from run to run, the first byte "
+    "and the first event by up to a tenth: read them with that spread."
+)
+
+
+def run_details(
+    meta: dict[str, Any], heading: str = "## The run shown", spread: str = SPREAD
+) -> str:
     versions: dict[str, str] = meta.get("versions") or {}
     lines = [
-        "## The run shown",
+        heading,
         "",
         "| | |",
         "|---|---|",
@@ -57,16 +74,21 @@ def run_details(meta: dict[str, Any]) -> str:
     for name in MEASURED_PACKAGES:
         lines.append(f"| {name} | {versions.get(name, NOT_RECORDED)} |")
     lines.append("")
-    lines.append(
-        "Ratios move by a few hundredths from run to run on a shared machine; read them with "
-        "that spread."
-    )
+    lines.append(spread)
     return "\n".join(lines) + "\n"
 
 
-def render_page(data: dict[str, Any]) -> str:
+def render_page(data: dict[str, Any], sync: dict[str, Any]) -> str:
     tables = markdown_report(data["results"], data["targets"])
-    return INTRO.read_text() + "\n" + run_details(data["meta"]) + "\n## Results\n" + tables
+    page = INTRO.read_text() + "\n" + run_details(data["meta"]) + "\n## Results\n" + tables
+    return (
+        page
+        + SYNC_INTRO.read_text()
+        + "\n"
+        + run_details(sync["meta"], "### The sync run shown", SYNC_SPREAD)
+        + "\n### Results of the sync run\n\n"
+        + bench_sync.markdown_report(sync)
+    )
 
 
 def render_summary(data: dict[str, Any]) -> str:
@@ -98,11 +120,14 @@ def with_summary(readme: str, summary: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--json", type=Path, default=REFERENCE, help="the run to render")
+    parser.add_argument(
+        "--sync-json", type=Path, default=REFERENCE_SYNC, help="the sync run to render"
+    )
     parser.add_argument("--check", action="store_true", help="compare, do not write")
     parser.add_argument("--print", action="store_true", help="print the page, write nothing")
     args = parser.parse_args(argv)
     data = json.loads(args.json.read_text())
-    page = render_page(data)
+    page = render_page(data, json.loads(args.sync_json.read_text()))
     if args.print:
         print(page, end="")
         return 0

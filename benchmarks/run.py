@@ -5,6 +5,7 @@
     python benchmarks/run.py --json out.json # where the JSON goes (default benchmarks/results/)
     python benchmarks/run.py --compare old.json new.json
     python benchmarks/run.py --sync          # the sync clients instead (see bench_sync.py)
+    python benchmarks/run.py --compare old-sync.json new-sync.json
 
 Each round runs every client once per scenario, in orders that form a Williams design (see
 `balanced_orders`), so a noisy neighbour on a shared machine, and what one client leaves behind
@@ -415,23 +416,37 @@ def markdown_report(analysis: dict[str, Any], targets: list[dict[str, Any]]) -> 
     return "\n".join(lines) + "\n"
 
 
-def compare(old_path: Path, new_path: Path) -> None:
-    old = json.loads(old_path.read_text())["results"]
-    new = json.loads(new_path.read_text())["results"]
-    print(f"{'backend/scenario/metric':<54}{'client':<24}{'old':>12}{'new':>12}{'new/old':>9}")
-    for backend, scenarios in new.items():
+def medians(data: dict[str, Any]) -> dict[tuple[str, str], tuple[str, float]]:
+    """Every median of a run, async or sync: (where, client) -> (metric, median)."""
+    out: dict[tuple[str, str], tuple[str, float]] = {}
+    results = data["results"]
+    if data.get("kind") == "sync":  # metric -> client -> entry
+        for metric, row in results.items():
+            for client, entry in row.items():
+                out[("sync/" + metric, client)] = (metric, entry["median"])
+        return out
+    for backend, scenarios in results.items():  # backend -> scenario -> metric -> client
         for scenario, metrics in scenarios.items():
             for metric, row in metrics.items():
                 for client, entry in row.items():
-                    before = old.get(backend, {}).get(scenario, {}).get(metric, {}).get(client)
-                    if before is None:
-                        continue
-                    ratio = entry["median"] / before["median"] if before["median"] else 0.0
-                    print(
-                        f"{backend + '/' + scenario + '/' + metric:<54}{client:<24}"
-                        f"{fmt(metric, before['median']):>12}{fmt(metric, entry['median']):>12}"
-                        f"{ratio:>8.2f}x"
-                    )
+                    where = f"{backend}/{scenario}/{metric}"
+                    out[(where, client)] = (metric, entry["median"])
+    return out
+
+
+def compare(old_path: Path, new_path: Path) -> None:
+    old = medians(json.loads(old_path.read_text()))
+    new = medians(json.loads(new_path.read_text()))
+    print(f"{'backend/scenario/metric':<54}{'client':<24}{'old':>12}{'new':>12}{'new/old':>9}")
+    for (where, client), (metric, after) in new.items():
+        if (where, client) not in old:
+            continue
+        before = old[(where, client)][1]
+        ratio = after / before if before else 0.0
+        print(
+            f"{where:<54}{client:<24}{fmt(metric, before):>12}{fmt(metric, after):>12}"
+            f"{ratio:>8.2f}x"
+        )
 
 
 # Whose versions a run records: the library and everything on the measured path.
@@ -507,6 +522,33 @@ def pin_allocator() -> str:
     return "glibc pinned: M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 1 GiB"
 
 
+def run_meta(settings: dict[str, Any], allocator: str) -> dict[str, Any]:
+    """What a run records beside its results, sync or async."""
+    meta = machine()
+    meta["settings"] = settings
+    meta["max_buffered_chunks"] = DEFAULT_MAX_BUFFERED_CHUNKS
+    meta["argv"] = list(sys.argv)
+    meta["allocator"] = allocator
+    return meta
+
+
+def write_json(path: Path | None, prefix: str, meta: dict[str, Any], body: dict[str, Any]) -> None:
+    path = path or HERE / "results" / f"{prefix}-{meta['date'].replace(':', '')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"meta": meta, **body}, indent=1) + "\n")
+    print(f"\nJSON: {path}")
+
+
+def run_sync(args: argparse.Namespace, allocator: str) -> int:
+    import bench_sync
+
+    config = bench_sync.settings(args.quick, args.rounds)
+    data = bench_sync.collect(config)
+    print(bench_sync.console_report(data))
+    write_json(args.json, "bench-sync", run_meta(config, allocator), {"kind": "sync", **data})
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="few rounds, smaller bodies")
@@ -522,15 +564,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--sync", action="store_true", help="the sync clients (bench_sync.py)")
     args = parser.parse_args(argv)
-    if args.sync:
-        import bench_sync
-
-        return bench_sync.main(["--quick"] if args.quick else [])
     if args.compare:
         compare(*args.compare)
         return 0
     allocator = "default allocator (--default-malloc)" if args.default_malloc else pin_allocator()
     print(f"allocator: {allocator}", flush=True)
+    if args.sync:
+        return run_sync(args, allocator)
 
     settings = settings_for(args)
     scenarios = [s for s in SCENARIOS if not args.scenario or s.key in args.scenario]
@@ -574,19 +614,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "uvicorn" in notes:
         print(notes["uvicorn"])
 
-    meta = machine()
-    meta["settings"] = settings.__dict__
-    meta["max_buffered_chunks"] = DEFAULT_MAX_BUFFERED_CHUNKS
-    meta["argv"] = list(sys.argv)
-    meta["allocator"] = allocator
-    path = args.json or HERE / "results" / f"bench-{meta['date'].replace(':', '')}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps(
-            {"meta": meta, "notes": notes, "results": analysis, "targets": targets}, indent=1
-        )
-    )
-    print(f"\nJSON: {path}")
+    meta = run_meta(settings.__dict__, allocator)
+    write_json(args.json, "bench", meta, {"notes": notes, "results": analysis, "targets": targets})
     if args.markdown:
         args.markdown.write_text(markdown_report(analysis, targets))
         print(f"Markdown: {args.markdown}")

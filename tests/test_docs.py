@@ -140,6 +140,77 @@ def test_the_benchmarks_page_shows_the_recorded_versions_and_says_when_none_were
     assert "| trio | not recorded |" in completed.stdout
 
 
+def sync_reference() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((ROOT / "benchmarks" / "reference-sync.json").read_text())
+    return data
+
+
+def test_the_benchmarks_page_is_checked_against_the_sync_run_too(tmp_path: Path) -> None:
+    run = sync_reference()
+    run["results"]["small"]["testclient"]["median"] = 1.2345
+    path = tmp_path / "sync.json"
+    path.write_text(json.dumps(run))
+
+    checked = run_python("benchmarks/render.py", "--sync-json", str(path), "--check")
+    printed = run_python("benchmarks/render.py", "--sync-json", str(path), "--print")
+
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "out of date: benchmarks.md" in checked.stdout
+    assert printed.returncode == 0, printed.stderr
+    assert "| small JSON: latency | 1.23 s |" in printed.stdout
+
+
+def test_the_benchmarks_page_shows_the_floor_under_a_missed_sync_target_and_failed_requests(
+    tmp_path: Path,
+) -> None:
+    run = sync_reference()
+    run["failures"] = {"uvicorn-sync": {"count": 3, "first": "httpx.ReadError: gone"}}
+    (row,) = [r for r in run["targets"] if r["target"] == "SSE first event vs TestClient"]
+    row.update(value=0.41, met=False, floor=0.33)
+    (threads,) = [r for r in run["targets"] if r["reference"] is None]
+    threads.update(value=2, met=False)
+    path = tmp_path / "sync.json"
+    path.write_text(json.dumps(run))
+
+    completed = run_python("benchmarks/render.py", "--sync-json", str(path), "--print")
+
+    assert completed.returncode == 0, completed.stderr
+    page = completed.stdout
+    assert "| SSE first event vs TestClient | 0.41x | <= 0.30x | **missed** | 0.33x |" in page
+    assert "- SSE first event vs TestClient: 0.41x, limit <= 0.30x. Our async path " in page
+    assert "measured 0.33x against TestClient in the same rounds" in page
+    assert "| threads of ours alive at the end | 2 | <= 1 | **missed** | - |" in page
+    assert (
+        "In the threads scenario, 3 requests of uvicorn-sync failed over the run (the first: "
+        "`httpx.ReadError: gone`); its wall time includes them." in page
+    )
+
+
+def test_the_sync_reference_run_records_its_machine_and_versions() -> None:
+    meta = sync_reference()["meta"]
+
+    assert "--sync" in meta["argv"]
+    assert "--quick" not in meta["argv"]
+    assert meta["cpu"] and meta["cpus"] and meta["commit"] and meta["allocator"]
+    for name in ("aibridge-transport", "httpx", "httpx2", "anyio", "trio", "starlette", "uvicorn"):
+        assert meta["versions"][name] != "not installed"
+
+
+def test_compare_puts_two_sync_runs_side_by_side() -> None:
+    reference = "benchmarks/reference-sync.json"
+
+    completed = run_python("benchmarks/run.py", "--compare", reference, reference)
+
+    assert completed.returncode == 0, completed.stderr
+    rows = [line.split() for line in completed.stdout.splitlines()[1:]]
+    assert {(row[0], row[1]) for row in rows} >= {
+        ("sync/small", "ours-sync"),
+        ("sync/sse_first", "testclient"),
+        ("sync/threads_wall", "uvicorn-sync"),
+    }
+    assert all(row[-1] == "1.00x" for row in rows)
+
+
 def test_a_benchmark_run_records_the_versions_it_measured() -> None:
     code = "import json, run; print(json.dumps(run.machine()))"
     completed = run_python("-c", f"import sys; sys.path.insert(0, 'benchmarks'); {code}")
