@@ -480,6 +480,26 @@ async def test_async_entered_factory_serves_worker_threads() -> None:
     assert body == library + b"|" + library
 
 
+@pytest.mark.anyio
+async def test_async_close_stops_the_loop_thread_a_sync_request_started() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start())
+        await send(chunk(b"ok", more_body=False))
+
+    before = loop_threads()
+    factory = InProcessTransportFactory(app)  # not entered: a sync request starts its thread
+    transport = factory.transport_for("openai", Source.AGENTS)
+
+    def call() -> bytes:
+        with with_delegated_api_key_id("k"), httpx.Client(transport=transport) as client:
+            return client.get("http://app/v1/x").content
+
+    assert await anyio.to_thread.run_sync(call) == b"ok"
+    assert len(loop_threads()) == len(before) + 1
+    await factory.aclose()
+    assert loop_threads() == before
+
+
 def test_raise_mode_exception_after_the_final_body_surfaces_at_close() -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send(start())

@@ -6,6 +6,8 @@ import weakref
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+import anyio
+
 from ._bridge_identity import Source, check_source, delegated_api_key_id_from_context
 from ._bridge_identity import identity_context as _identity_context
 from ._bridge_paths import place_request_path, validate_provider_name
@@ -182,6 +184,11 @@ class InProcessTransportFactory:
         lifespan, self._lifespan = self._lifespan, None
         if lifespan is not None:
             await lifespan.stop()
+        host = self._loop_host
+        if host.owns_thread and not host.serves_this_thread():
+            # A sync request started the factory's own loop thread: nothing of the library
+            # outlives its close (behaviour §6, §12). Joining it blocks, so not on this loop.
+            await anyio.to_thread.run_sync(host.close)
         if failure is not None:
             raise failure
         hidden = self.hidden_app_exceptions
