@@ -2,7 +2,7 @@
 
     python examples/quickstart.py
 
-Needs the `examples` extra: pip install 'aibridge-transport[examples]'. The README shows this
+Needs pip install 'aibridge-transport[httpx2,testing]' openai (the `examples` extra has it all). The README shows this
 file from `import anyio` on.
 """
 
