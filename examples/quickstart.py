@@ -2,8 +2,8 @@
 
     python examples/quickstart.py
 
-Needs pip install 'aibridge-transport[httpx2,testing]' openai (the `examples` extra has it all). The README shows this
-file from `import anyio` on.
+Needs pip install 'aibridge-transport[httpx2,testing]' openai (the `examples` extra has it
+all). The README shows this file from `import anyio` on.
 """
 
 from __future__ import annotations
