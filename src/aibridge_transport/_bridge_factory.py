@@ -15,7 +15,7 @@ from ._errors import BridgeNotRegisteredError, MissingDelegatedAPIKeyError
 from ._exchange import AppRunner
 from ._flavors import Flavor, flavored_class, streaming_transport_class
 from ._lifespan import Lifespan
-from ._loop_host import LoopHost
+from ._loop_host import LoopHost, SyncClosing
 from ._rules import check_asgi_app
 from ._scope import ScopeBuilder
 from ._sync_transport import close_in_process, enter_in_process
@@ -56,7 +56,7 @@ class AIBridgeTransport(TransportCore):
         return scope, _identity_context(self._source, key_id)
 
 
-class InProcessTransportFactory:
+class InProcessTransportFactory(SyncClosing):
     """
     Hands out transports that run the AI bridge app in this process, streaming.
 
@@ -154,14 +154,6 @@ class InProcessTransportFactory:
         """Start a loop thread for sync clients and run the app's lifespan on it."""
         enter_in_process(self)
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """`aclose()` on the loop thread of sync clients, then stop that thread."""

@@ -31,6 +31,7 @@ from ._bridge_over_http_sync import SyncHTTPRouteMixin, close_http_factory
 from ._bridge_paths import place_request_path, validate_provider_name
 from ._errors import MissingDelegatedAPIKeyError
 from ._flavors import Flavor, flavor_module, flavored_class, wrong_flavor_error
+from ._loop_host import SyncClosing
 from ._rules import path_without_query
 
 __all__ = ["HTTPTransportFactory"]
@@ -235,7 +236,7 @@ def _check_base_url(base_url: str) -> str:
     return base_url
 
 
-class HTTPTransportFactory:
+class HTTPTransportFactory(SyncClosing):
     """
     Hands out transports that send to a standalone bridge over HTTP (behaviour §11).
 
@@ -323,17 +324,6 @@ class HTTPTransportFactory:
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close every transport's open sync responses, then the sync connection pools."""

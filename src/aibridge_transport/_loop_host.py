@@ -17,7 +17,8 @@ import threading
 import weakref
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, TypeVar
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import anyio.from_thread
 from anyio.lowlevel import EventLoopToken, current_token
@@ -25,7 +26,12 @@ from anyio.lowlevel import EventLoopToken, current_token
 if TYPE_CHECKING:
     from ._exchange import AppRunner
 
-__all__ = ["SAME_LOOP_MESSAGE", "LoopHost", "call_soon"]
+__all__ = [
+    "SAME_LOOP_MESSAGE",
+    "LoopHost",
+    "SyncClosing",
+    "call_soon",
+]
 
 T = TypeVar("T")
 
@@ -169,3 +175,23 @@ def _spawn(func: Callable[[], Coroutine[Any, Any, object]]) -> None:
             pass
 
     spawn_detached(run, contextvars.Context())
+
+
+class SyncClosing:
+    """`with owner:` closes it with its sync `close()`, as `httpx.Client` does its transport."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        self.close()

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from ._exchange import AppRunner
-from ._loop_host import LoopHost
+from ._loop_host import LoopHost, SyncClosing
 from ._sync import SyncExchange, forget_loop_markers, split_buffer, sync_body_class
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ __all__ = ["SyncTransportMixin"]
 _LAZY = threading.Lock()
 
 
-class SyncTransportMixin:
+class SyncTransportMixin(SyncClosing):
     """Makes a streaming in-process transport a sync transport of its flavour too."""
 
     flavor: ClassVar[FlavorClasses]
@@ -111,17 +111,6 @@ class SyncTransportMixin:
         engine = self._sync_engine
         if engine is not None and engine.live:
             host.cancel_soon(engine.aclose)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        self.close()
 
     async def __aenter__(self) -> Self:
         host = self._host()
