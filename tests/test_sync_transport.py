@@ -14,6 +14,7 @@ import httpx
 import httpx2
 import pytest
 import sniffio
+from asgi import wait_for_disconnect
 
 from aibridge_transport import (
     InProcessTransportFactory,
@@ -39,6 +40,19 @@ def start(status: int = 200) -> dict[str, object]:
 
 def chunk(body: bytes, more_body: bool = True) -> dict[str, object]:
     return {"type": "http.response.body", "body": body, "more_body": more_body}
+
+
+class FirstThenDisconnect:
+    """Sends a first chunk, then waits until the client leaves; tells a thread when it has."""
+
+    def __init__(self) -> None:
+        self.disconnected = threading.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start())
+        await send(chunk(b"first"))
+        await wait_for_disconnect(receive)
+        self.disconnected.set()
 
 
 @dataclass
@@ -190,8 +204,7 @@ def test_errors_before_and_after_the_start(kind: str) -> None:
 
 def test_read_timeout_is_the_flavours_own(kind: str) -> None:
     async def stall(scope: Scope, receive: Receive, send: Send) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
+        await wait_for_disconnect(receive)
 
     client, module, owner = make_client(kind, stall)
     with client, pytest.raises(module.ReadTimeout):
@@ -200,14 +213,8 @@ def test_read_timeout_is_the_flavours_own(kind: str) -> None:
 
 
 def test_close_from_another_thread_ends_a_blocked_reader(kind: str) -> None:
-    disconnected = threading.Event()
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await send(start())
-        await send(chunk(b"first"))
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        disconnected.set()
+    app = FirstThenDisconnect()
+    disconnected = app.disconnected
 
     client, module, owner = make_client(kind, app)
     outcome: list[object] = []
@@ -235,14 +242,8 @@ def test_close_from_another_thread_ends_a_blocked_reader(kind: str) -> None:
 
 
 def test_abandoned_response_is_released_when_collected(kind: str) -> None:
-    disconnected = threading.Event()
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await send(start())
-        await send(chunk(b"first"))
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        disconnected.set()
+    app = FirstThenDisconnect()
+    disconnected = app.disconnected
 
     client, _, owner = make_client(kind, app)
     request = client.build_request("GET", "/v1/x")
