@@ -47,14 +47,15 @@ def test_the_two_first_commands_are_the_demo_and_the_tests() -> None:
     demo, tests = commands()
     assert demo.endswith("&& .venv/bin/python examples/chat_stream.py")
     assert (ROOT / "examples" / "chat_stream.py").exists()
-    assert "pip install -e '.[test]'" in tests
+    assert "pip install -r requirements/lock.txt -e ." in tests
 
 
 def test_the_readme_test_command_is_what_ci_runs_on_python_3_11() -> None:
     _, tests = commands()
     install, checks = tests.split(" && . .venv/bin/activate && ")
-    assert install.endswith("pip install -e '.[test]'")
-    assert "python -m pip install --quiet -e '.[test]'" in CI
+    # The same lock as CI: a new contributor gets what CI got.
+    assert install.endswith("pip install -r requirements/lock.txt -e .")
+    assert "python -m pip install --quiet -r requirements/lock.txt -e ." in CI
     ci_lines = [line.strip() for line in CI.splitlines()]
     # CI adds `|| exit 1`: under `set -e` a failure inside an && chain would not stop it.
     assert f"{checks} || exit 1" in ci_lines

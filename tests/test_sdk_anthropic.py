@@ -8,6 +8,7 @@ import httpx
 import httpx2
 import pytest
 from sdk_helpers import KEY_ID, SDKSetup, ended, forbid_network
+from sdk_versions import anthropic_wraps_stream_errors
 
 from aibridge_transport import InProcessTransportFactory, Source, with_delegated_api_key_id
 from aibridge_transport.testing import (
@@ -160,20 +161,22 @@ async def test_closing_a_stream_stops_the_app(setup: SDKSetup) -> None:
     assert setup.bridge.last_request.tokens_sent == 0
 
 
-async def test_crash_mid_stream_passes_the_raw_protocol_error_after_the_tokens_sent(
+async def test_crash_mid_stream_is_the_protocol_error_after_the_tokens_sent(
     setup: SDKSetup,
 ) -> None:
-    # anthropic does not wrap errors read from a stream (openai 3 wraps them in
-    # APIConnectionError): the caller sees httpx2's RemoteProtocolError itself.
+    # Before 2.17 anthropic passes httpx2's RemoteProtocolError itself; since, it wraps it in
+    # APIConnectionError (tests/sdk_versions.py).
     setup.bridge.queue(Reply(text="a b c", ending="crash", after_tokens=2))
     client = setup.anthropic(max_retries=2)
     received: list[str] = []
     with with_delegated_api_key_id(KEY_ID):
-        with pytest.raises(httpx2.RemoteProtocolError) as caught:
+        with pytest.raises((httpx2.RemoteProtocolError, anthropic.APIConnectionError)) as caught:
             await read_texts(client, received)
         await client.close()
     assert received == ["a", " b"]
-    assert isinstance(caught.value.__cause__, SimulatedCrash)
+    protocol_error = stream_error_of(caught.value, anthropic.APIConnectionError)
+    assert type(protocol_error) is httpx2.RemoteProtocolError
+    assert isinstance(protocol_error.__cause__, SimulatedCrash)
     assert len(setup.bridge.requests) == 1  # mid-stream errors are never retried
 
 
@@ -253,13 +256,15 @@ async def test_error_event_is_an_api_status_error(setup: SDKSetup) -> None:
 
 
 async def test_stall_mid_stream_beyond_the_timeout_is_a_read_timeout(setup: SDKSetup) -> None:
-    # As for a crash mid-stream, anthropic passes the stream's own error: httpx2.ReadTimeout.
+    # As for a crash mid-stream: the raw httpx2.ReadTimeout before 2.17, wrapped in
+    # APITimeoutError since.
     setup.bridge.queue(Reply(text="a b", ending="stall", after_tokens=1))
     client = setup.anthropic(timeout=0.1)
     received: list[str] = []
     with with_delegated_api_key_id(KEY_ID):
-        with pytest.raises(httpx2.ReadTimeout):
+        with pytest.raises((httpx2.ReadTimeout, anthropic.APITimeoutError)) as caught:
             await read_texts(client, received)
+        assert type(stream_error_of(caught.value, anthropic.APITimeoutError)) is httpx2.ReadTimeout
         assert await ended(setup.bridge.last_request) == "disconnected"
         await client.close()
     assert received == ["a"]
@@ -345,3 +350,12 @@ async def test_tool_use_is_accumulated_by_the_stream_helper(setup: SDKSetup) -> 
     )
     assert [block.type for block in whole.content] == ["tool_use"]
     assert whole.stop_reason == "tool_use"
+
+
+def stream_error_of(caught: BaseException, wrapper: type[BaseException]) -> BaseException:
+    """The transport's error behind what the installed anthropic raised mid-stream."""
+    if anthropic_wraps_stream_errors():
+        assert type(caught) is wrapper
+        assert caught.__cause__ is not None
+        return caught.__cause__
+    return caught
