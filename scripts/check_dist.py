@@ -28,6 +28,7 @@ SDIST_NEEDS = (
     "docs/behaviour.md",
     "examples/quickstart.py",
     "benchmarks/reference.json",
+    "requirements/lock.txt",
 )
 SDIST_REFUSES = (".ci/", ".venv", ".git/", "__pycache__", "site/", "benchmarks/results/")
 
