@@ -193,16 +193,16 @@ async def test_request_reaches_the_bridge_with_path_query_and_identity(
     assert headers["authorization"] == "Bearer sk-test"
     assert headers["x-custom"] == "1"
     assert headers["host"] == factory.base_url.removeprefix("http://")
-    assert not [name for name in headers if name.startswith("x-aibridge-")]
+    assert not [name for name in headers if name.startswith("x-coder-ai-gateway-")]
 
 
 async def test_callers_own_aibridge_headers_are_never_trusted(
     factory: HTTPTransportFactory,
 ) -> None:
     forged = {
-        "X-AIBridge-Delegated-Key-ID": "someone-else",
-        "X-AIBridge-Source": "forged",
-        "X-AIBridge-Gateway-Key": "guess",
+        "X-Coder-AI-Gateway-Delegated-Key-ID": "someone-else",
+        "X-Coder-AI-Gateway-Source": "forged",
+        "X-Coder-AI-Gateway-Key": "guess",
     }
     with with_delegated_api_key_id("key-1"):
         async with client(factory) as http:
