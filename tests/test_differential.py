@@ -2,13 +2,15 @@
 
 Every case runs the request once through `InProcessTransportFactory` and once through
 `HTTPTransportFactory` against a real uvicorn serving the app behind `GatewayAuthMiddleware`,
-then compares what the caller saw (status, the headers that matter, body bytes, exception
-type) and what the app saw (scope, extensions, context variables). Where the two must differ,
-the test says why.
+under each mount (`/api/v2/aibridge` and `/api/v2/ai-gateway`), then compares what the
+caller saw (status, the headers that matter, body bytes, exception type) and what the app saw
+(scope, extensions, context variables, attribution). Where the two must differ, the test says
+why.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +24,8 @@ from _uvicorn import running_server
 from asgi import ThreadGates, chunk, read_body, start
 
 from aibridge_transport import (
+    AI_GATEWAY_ROOT_PATH,
+    AIBRIDGE_ROOT_PATH,
     GatewayAuthMiddleware,
     HTTPTransportFactory,
     InProcessTransportFactory,
@@ -30,8 +34,10 @@ from aibridge_transport import (
     RedirectRefusedError,
     Source,
     delegated_api_key_id_from_context,
+    delegated_attribution_from_context,
     source_from_context,
     with_delegated_api_key_id,
+    with_delegated_attribution,
 )
 from aibridge_transport.types import Receive, Scope, Send
 
@@ -51,8 +57,16 @@ wait_for = gate.wait_for
 # -- the corpus: one ASGI app, a route per behaviour ----------------------------------------
 
 
+def _identity() -> tuple[str | None, str | None, uuid.UUID | None]:
+    return (
+        source_from_context(),
+        delegated_api_key_id_from_context(),
+        delegated_attribution_from_context(),
+    )
+
+
 async def _identity_into(into: list[Any]) -> None:
-    into.append((source_from_context(), delegated_api_key_id_from_context()))
+    into.append(_identity())
 
 
 async def record(scope: Scope) -> str:
@@ -76,7 +90,7 @@ async def record(scope: Scope) -> str:
         "headers": [pair for pair in scope["headers"] if pair[0] not in (b"host", b"x-probe")],
         "state": dict(scope["state"]),
         "extensions": scope.get("extensions"),
-        "identity": (source_from_context(), delegated_api_key_id_from_context()),
+        "identity": _identity(),
         "task_identity": from_task[0],
     }
     return probe
@@ -258,6 +272,7 @@ class Outcome:
 class Both:
     in_process: InProcessTransportFactory
     over_http: HTTPTransportFactory
+    mount: str
 
     async def run(
         self,
@@ -269,14 +284,18 @@ class Both:
         content: bytes | None = None,
         stop_after: int | None = None,
         read_timeout: float | None = None,
+        workspace_id: uuid.UUID | None = None,
     ) -> tuple[Outcome, Outcome]:
         outcomes = []
         for factory in (self.in_process, self.over_http):
-            outcomes.append(
-                await run_one(
-                    factory, flavor, method, path, key_id, content, stop_after, read_timeout
+            with contextlib.ExitStack() as attributed:
+                if workspace_id is not None:
+                    attributed.enter_context(with_delegated_attribution(workspace_id))
+                outcomes.append(
+                    await run_one(
+                        factory, flavor, method, path, key_id, content, stop_after, read_timeout
+                    )
                 )
-            )
         return outcomes[0], outcomes[1]
 
 
@@ -326,13 +345,14 @@ async def run_one(
     return outcome
 
 
-@pytest.fixture
-async def both(bridge_url: str) -> AsyncIterator[Both]:
+@pytest.fixture(params=[AIBRIDGE_ROOT_PATH, AI_GATEWAY_ROOT_PATH], ids=["aibridge", "ai-gateway"])
+async def both(bridge_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Both]:
+    mount: str = request.param
     async with (
-        InProcessTransportFactory(corpus) as in_process,
-        HTTPTransportFactory(bridge_url, KEY) as over_http,
+        InProcessTransportFactory(corpus, root_path=mount) as in_process,
+        HTTPTransportFactory(bridge_url, KEY, root_path=mount) as over_http,
     ):
-        yield Both(in_process, over_http)
+        yield Both(in_process, over_http, mount)
 
 
 FLAVORS = pytest.mark.parametrize("flavor", ["httpx", "httpx2"])
@@ -356,19 +376,39 @@ async def test_plain_request(both: Both, flavor: str) -> None:
     assert local.error is remote.error is None
     assert_same_view(local, remote)
     assert local.view is not None
-    assert local.view["path"] == "/api/v2/aibridge/openai/v1/plain"
+    assert local.view["path"] == f"{both.mount}/openai/v1/plain"
     assert local.view["extensions"] == {
         "aibridge": {"provider": "openai", "source": "agents", "delegated_api_key_id": "key-1"}
     }
-    assert local.view["identity"] == local.view["task_identity"] == ("agents", "key-1")
+    assert local.view["identity"] == local.view["task_identity"] == ("agents", "key-1", None)
 
 
 @FLAVORS
 async def test_encoded_and_prefixed_paths(both: Both, flavor: str) -> None:
-    for path in ("/v1/plain/a%20b%2Fc/", "/api/v2/aibridge/openai/v1/plain", "//v1//plain"):
+    paths = [
+        "/v1/plain/a%20b%2Fc/",
+        "/api/v2/aibridge/openai/v1/plain",
+        "/api/v2/ai-gateway/openai/v1/plain",
+        "//v1//plain",
+    ]
+    for path in paths:
         local, remote = await both.run(flavor, "GET", path)
         assert local.status == remote.status == 201
         assert_same_view(local, remote)
+        assert local.view is not None
+        assert local.view["path"].startswith(f"{both.mount}/openai/")
+
+
+@FLAVORS
+async def test_attribution(both: Both, flavor: str) -> None:
+    workspace_id = uuid.uuid4()
+    local, remote = await both.run(flavor, "POST", "/v1/plain", workspace_id=workspace_id)
+    assert local.status == remote.status == 201
+    assert_same_view(local, remote)
+    assert local.view is not None
+    assert local.view["extensions"]["aibridge"]["workspace_id"] == workspace_id
+    expected = ("agents", "key-1", workspace_id)
+    assert local.view["identity"] == local.view["task_identity"] == expected
 
 
 @FLAVORS
@@ -376,7 +416,7 @@ async def test_non_ascii_identity(both: Both, flavor: str) -> None:
     local, remote = await both.run(flavor, "GET", "/v1/plain", key_id="clé-ünïcode")
     assert_same_view(local, remote)
     assert local.view is not None
-    assert local.view["identity"] == ("agents", "clé-ünïcode")
+    assert local.view["identity"] == ("agents", "clé-ünïcode", None)
 
 
 @FLAVORS

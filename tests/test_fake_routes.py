@@ -5,10 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
-from sdk_helpers import UNEXHAUSTED_SSE, fake_clients, forbid_network
+from sdk_helpers import KEY_ID, UNEXHAUSTED_SSE, FakeClients, fake_clients, forbid_network
 
+from aibridge_transport import (
+    AI_GATEWAY_ROOT_PATH,
+    AIBRIDGE_ROOT_PATH,
+    InProcessTransportFactory,
+    StreamingASGITransport,
+    with_delegated_api_key_id,
+)
 from aibridge_transport.testing import FakeAIBridge, HTTPError, Reply
 
 pytestmark = [pytest.mark.anyio, UNEXHAUSTED_SSE]
@@ -30,26 +38,61 @@ async def test_a_misspelt_provider_is_a_404_naming_it_and_what_is_served() -> No
                 model="c", max_tokens=8, messages=USER
             )
     message = from_openai.value.message
-    assert "no provider named 'opnai'" in message
+    assert "no provider instance named 'opnai'" in message
     assert "/api/v2/aibridge/opnai/v1/chat/completions" in message
-    assert "'openai' (POST /v1/chat/completions, POST /v1/responses, GET /v1/models)" in message
-    assert "'anthropic' (POST /v1/messages, POST /v1/messages/count_tokens" in message
+    assert "under /api/v2/ai-gateway/<instance> (or /api/v2/aibridge/<instance>)" in message
+    expected = "'openai' (openai: POST /v1/chat/completions, POST /v1/responses, GET /v1/models)"
+    assert expected in message
+    assert "'anthropic' (anthropic: POST /v1/messages, POST /v1/messages/count_tokens" in message
     assert from_openai.value.request_id is not None
-    assert "no provider named 'antropic'" in from_anthropic.value.message
+    assert "no provider instance named 'antropic'" in from_anthropic.value.message
     assert clients.bridge.requests == []
 
 
-async def test_providers_can_be_named_for_the_api_they_speak() -> None:
-    bridge = FakeAIBridge(providers={"azure": "openai", "claude": "anthropic"})
+async def test_provider_instances_are_named_for_the_api_they_speak() -> None:
+    bridge = FakeAIBridge(providers={"openai-eu": "openai", "claude": "anthropic"})
     async with fake_clients(bridge) as clients:
-        completion = await clients.openai("azure").chat.completions.create(model="m", messages=USER)
+        completion = await clients.openai("openai-eu").chat.completions.create(
+            model="m", messages=USER
+        )
         message = await clients.anthropic("claude").messages.create(
             model="c", max_tokens=8, messages=USER
         )
-        with pytest.raises(openai.NotFoundError, match="no provider named 'openai'"):
+        with pytest.raises(openai.NotFoundError) as unknown:
             await clients.openai().chat.completions.create(model="m", messages=USER)
+        with pytest.raises(openai.NotFoundError) as unknown_route:
+            await clients.openai("openai-eu").embeddings.create(model="m", input="hi")
     assert completion.choices[0].message.content
     assert message.content
+    assert [record.provider for record in bridge.requests] == ["openai-eu", "claude"]
+    assert "no provider instance named 'openai'" in unknown.value.message
+    assert "'openai-eu' (openai: POST /v1/chat/completions" in unknown.value.message
+    assert "the provider instance 'openai-eu' (openai) serves POST" in unknown_route.value.message
+
+
+@pytest.mark.parametrize("mount", [AI_GATEWAY_ROOT_PATH, AIBRIDGE_ROOT_PATH])
+async def test_the_fake_answers_under_both_mounts(mount: str) -> None:
+    bridge = FakeAIBridge(default=Reply(text="mounted"))
+    async with InProcessTransportFactory(bridge, root_path=mount) as factory:
+        with with_delegated_api_key_id(KEY_ID):
+            clients = FakeClients(bridge, factory)
+            completion = await clients.openai().chat.completions.create(model="m", messages=USER)
+            with pytest.raises(openai.NotFoundError, match="instance named 'opnai'"):
+                await clients.openai("opnai").chat.completions.create(model="m", messages=USER)
+    assert completion.choices[0].message.content == "mounted"
+    (record,) = bridge.requests
+    assert record.path == f"{mount}/openai/v1/chat/completions"
+    assert record.provider == "openai"
+
+
+async def test_a_path_outside_both_mounts_is_a_404_saying_so() -> None:
+    # The app reached without the factory's rewrite, as a server would hand it any path.
+    transport = StreamingASGITransport(FakeAIBridge())
+    async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
+        response = await client.get("/health")
+    assert response.status_code == 404
+    message = response.json()["error"]["message"]
+    assert "serves nothing outside its mounts (path /health)" in message
 
 
 async def test_an_unknown_route_is_a_404_in_the_providers_shape() -> None:
@@ -64,8 +107,8 @@ async def test_an_unknown_route_is_a_404_in_the_providers_shape() -> None:
     assert from_openai.value.type == "invalid_request_error"
     assert isinstance(from_openai.value.body, dict)
     assert from_openai.value.body["message"].startswith(
-        "Invalid URL (POST /api/v2/aibridge/openai/v1/embeddings): the 'openai' provider "
-        "serves POST /v1/chat/completions"
+        "Invalid URL (POST /api/v2/aibridge/openai/v1/embeddings): the provider instance "
+        "'openai' (openai) serves POST /v1/chat/completions"
     )
     assert from_openai.value.response.headers["x-request-id"].startswith("req_fake_")
     body = from_anthropic.value.body

@@ -353,7 +353,7 @@ def test_sync_unknown_provider_and_route_are_404s_and_count_tokens_is_served() -
         counted = anthropic_client.messages.count_tokens(model="c", messages=USER)
         message = anthropic_client.messages.create(model="c", max_tokens=64, messages=USER)
         paths = [record.path for record in clients.bridge.requests]
-    assert "no provider named 'opnai'" in misspelt.value.message
+    assert "no provider instance named 'opnai'" in misspelt.value.message
     assert "/api/v2/aibridge/opnai/v1/chat/completions" in misspelt.value.message
     assert misspelt.value.request_id is not None
     assert unknown_route.value.type == "invalid_request_error"

@@ -188,7 +188,7 @@ async def in_process(
     async with InProcessTransportFactory(app) as factory:
         path = BASE + case.path
         if transport.startswith("factory"):
-            assert not root_path, "the factory has no root_path"
+            assert not root_path, "the factory is not given an asgi_root_path here"
             flavour = flavour_of(transport)
             module: Any = FLAVOURS[flavour]
             chosen: Any = factory.transport_for("openai", Source.AGENTS, flavor=flavour)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import traceback
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,13 +17,17 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from aibridge_transport import (
+    AI_GATEWAY_ROOT_PATH,
+    AIBRIDGE_ROOT_PATH,
     GatewayAuthMiddleware,
     InProcessTransportFactory,
     Source,
     StreamingASGITransport,
     delegated_api_key_id_from_context,
+    delegated_attribution_from_context,
     source_from_context,
     with_delegated_api_key_id,
+    with_delegated_attribution,
     with_source,
 )
 from aibridge_transport.types import Message, Receive, Scope, Send
@@ -30,6 +35,8 @@ from aibridge_transport.types import Message, Receive, Scope, Send
 pytestmark = pytest.mark.anyio
 
 KEY = "gateway-secret-1"
+# The bridge answers under both mounts: every identity rule is checked under each.
+MOUNTS = pytest.mark.parametrize("mount", [AI_GATEWAY_ROOT_PATH, AIBRIDGE_ROOT_PATH])
 SEEN: list[dict[str, Any]] = []
 ARRIVED: dict[str, anyio.Event] = {}
 
@@ -40,13 +47,17 @@ def identity() -> tuple[str | None, str | None]:
 
 async def recorder(scope: Scope, receive: Receive, send: Send) -> None:
     from_task: list[tuple[str | None, str | None]] = []
+    attribution_in_task: list[uuid.UUID | None] = []
     async with anyio.create_task_group() as group:
         group.start_soon(lambda: _append_identity(from_task))
+        group.start_soon(lambda: _append_attribution(attribution_in_task))
     SEEN.append(
         {
             "scope": scope,
             "identity": identity(),
             "task_identity": from_task[0],
+            "attribution": delegated_attribution_from_context(),
+            "task_attribution": attribution_in_task[0],
             "aibridge": scope.get("extensions", {}).get("aibridge"),
             "headers": list(scope["headers"]),
         }
@@ -64,6 +75,10 @@ async def leaky(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def _append_identity(into: list[tuple[str | None, str | None]]) -> None:
     into.append(identity())
+
+
+async def _append_attribution(into: list[uuid.UUID | None]) -> None:
+    into.append(delegated_attribution_from_context())
 
 
 async def meet_then_report(scope: Scope, receive: Receive, send: Send) -> None:
@@ -99,17 +114,18 @@ def gateway_client(app: Any = recorder, key: str | list[str] = KEY) -> httpx.Asy
 
 
 IDENTITY_HEADERS = {
-    "X-AIBridge-Gateway-Key": KEY,
-    "X-AIBridge-Delegated-Key-ID": "key-7",
-    "X-AIBridge-Source": "agents",
+    "X-Coder-AI-Gateway-Key": KEY,
+    "X-Coder-AI-Gateway-Delegated-Key-ID": "key-7",
+    "X-Coder-AI-Gateway-Source": "agents",
 }
 
 
-async def test_valid_key_sets_identity_like_the_in_process_path() -> None:
+@MOUNTS
+async def test_valid_key_sets_identity_like_the_in_process_path(mount: str) -> None:
     SEEN.clear()
     async with gateway_client() as client:
         response = await client.get(
-            "/api/v2/aibridge/openai/v1/models",
+            f"{mount}/openai/v1/models",
             headers={"authorization": "Bearer sk-1", **IDENTITY_HEADERS, "x-after": "1"},
         )
     assert response.status_code == 200
@@ -122,50 +138,160 @@ async def test_valid_key_sets_identity_like_the_in_process_path() -> None:
         "delegated_api_key_id": "key-7",
     }
     names = [name for name, _ in seen["headers"]]
-    assert not [name for name in names if name.startswith(b"x-aibridge-")]
+    assert not [name for name in names if name.startswith(b"x-coder-ai-gateway-")]
     assert names[-2:] == [b"authorization", b"x-after"]
 
 
-async def test_other_aibridge_headers_are_stripped_with_a_valid_key() -> None:
+@MOUNTS
+async def test_other_gateway_headers_are_stripped_with_a_valid_key(mount: str) -> None:
     SEEN.clear()
     async with gateway_client() as client:
         await client.get(
-            "/api/v2/aibridge/openai/v1/models",
-            headers={**IDENTITY_HEADERS, "X-AIBridge-Admin": "yes"},
+            f"{mount}/openai/v1/models",
+            headers={**IDENTITY_HEADERS, "X-Coder-AI-Gateway-Admin": "yes"},
         )
-    assert b"x-aibridge-admin" not in [name for name, _ in SEEN[0]["headers"]]
+    assert b"x-coder-ai-gateway-admin" not in [name for name, _ in SEEN[0]["headers"]]
 
 
 @pytest.mark.parametrize(
     "headers",
     [
-        {**IDENTITY_HEADERS, "X-AIBridge-Gateway-Key": "wrong"},
-        {**IDENTITY_HEADERS, "X-AIBridge-Gateway-Key": KEY + "x"},
-        {"X-AIBridge-Delegated-Key-ID": "key-7", "X-AIBridge-Source": "agents"},
-        {"X-AIBridge-Delegated-Key-ID": "key-7"},
-        {"X-AIBridge-Gateway-Key": ""},
+        {**IDENTITY_HEADERS, "X-Coder-AI-Gateway-Key": "wrong"},
+        {**IDENTITY_HEADERS, "X-Coder-AI-Gateway-Key": KEY + "x"},
+        {"X-Coder-AI-Gateway-Delegated-Key-ID": "key-7", "X-Coder-AI-Gateway-Source": "agents"},
+        {"X-Coder-AI-Gateway-Delegated-Key-ID": "key-7"},
+        {"X-Coder-AI-Gateway-Key": ""},
+        {"X-Coder-AI-Gateway-Workspace-ID": "0b9f4c7e-58a1-4a63-9a5e-3c1d2e4f5a6b"},
     ],
-    ids=["wrong", "longer", "missing", "key-id-alone", "empty"],
+    ids=["wrong", "longer", "missing", "key-id-alone", "empty", "workspace-alone"],
 )
+@MOUNTS
 async def test_wrong_or_missing_key_gets_401_and_the_app_is_not_called(
-    headers: dict[str, str],
+    headers: dict[str, str], mount: str
 ) -> None:
     SEEN.clear()
     async with gateway_client() as client:
-        response = await client.get("/api/v2/aibridge/openai/v1/models", headers=headers)
+        response = await client.get(f"{mount}/openai/v1/models", headers=headers)
     assert response.status_code == 401
-    assert response.headers["x-aibridge-error"] == "gateway_key_mismatch"
+    assert response.headers["x-coder-ai-gateway-error"] == "gateway_key_mismatch"
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
     assert SEEN == []
 
 
 async def test_key_sent_twice_is_refused() -> None:
     SEEN.clear()
-    headers = [(b"x-aibridge-gateway-key", KEY.encode())] * 2
+    headers = [(b"x-coder-ai-gateway-key", KEY.encode())] * 2
     async with gateway_client() as client:
         response = await client.get("/api/v2/aibridge/openai/v1/models", headers=headers)
     assert response.status_code == 401
     assert SEEN == []
+
+
+WORKSPACE_ID = uuid.UUID("0b9f4c7e-58a1-4a63-9a5e-3c1d2e4f5a6b")
+
+
+@MOUNTS
+@pytest.mark.parametrize(
+    "sent",
+    [
+        str(WORKSPACE_ID),
+        str(WORKSPACE_ID).upper(),
+        "{" + str(WORKSPACE_ID) + "}",
+        "urn:uuid:" + str(WORKSPACE_ID),
+        WORKSPACE_ID.hex,
+    ],
+    ids=["canonical", "upper", "braces", "urn", "bare-hex"],
+)
+async def test_valid_key_with_a_workspace_sets_the_attribution(mount: str, sent: str) -> None:
+    # The spellings Go's uuid.Parse takes, as coder's gateway parses the header.
+    SEEN.clear()
+    async with gateway_client() as client:
+        response = await client.get(
+            f"{mount}/openai/v1/models",
+            headers={**IDENTITY_HEADERS, "X-Coder-AI-Gateway-Workspace-ID": sent},
+        )
+    assert response.status_code == 200
+    (seen,) = SEEN
+    assert seen["attribution"] == seen["task_attribution"] == WORKSPACE_ID
+    assert seen["aibridge"] == {
+        "provider": "openai",
+        "source": "agents",
+        "delegated_api_key_id": "key-7",
+        "workspace_id": WORKSPACE_ID,
+    }
+    assert not [name for name, _ in seen["headers"] if name.startswith(b"x-coder-ai-gateway-")]
+
+
+@pytest.mark.parametrize("sent", ["", "00000000-0000-0000-0000-000000000000"])
+async def test_an_empty_or_nil_workspace_is_no_attribution(sent: str) -> None:
+    SEEN.clear()
+    async with gateway_client() as client:
+        response = await client.get(
+            "/api/v2/ai-gateway/openai/v1/models",
+            headers={**IDENTITY_HEADERS, "X-Coder-AI-Gateway-Workspace-ID": sent},
+        )
+    assert response.status_code == 200
+    assert SEEN[0]["attribution"] is None
+    assert "workspace_id" not in SEEN[0]["aibridge"]
+
+
+async def test_a_workspace_without_a_delegated_key_id_gives_no_attribution() -> None:
+    SEEN.clear()
+    headers = {
+        "X-Coder-AI-Gateway-Key": KEY,
+        "X-Coder-AI-Gateway-Workspace-ID": str(WORKSPACE_ID),
+    }
+    async with gateway_client() as client:
+        response = await client.get("/api/v2/ai-gateway/openai/v1/models", headers=headers)
+    assert response.status_code == 200
+    assert (SEEN[0]["identity"], SEEN[0]["attribution"], SEEN[0]["aibridge"]) == (
+        (None, None),
+        None,
+        None,
+    )
+
+
+async def test_the_callers_attribution_never_reaches_the_app_through_the_middleware() -> None:
+    # The middleware sets the app's identity from the headers alone: what the server's own
+    # context holds is not the request's (behaviour §4).
+    SEEN.clear()
+    with with_delegated_attribution(WORKSPACE_ID):
+        async with gateway_client() as client:
+            await client.get("/api/v2/ai-gateway/openai/v1/models", headers=IDENTITY_HEADERS)
+    assert SEEN[0]["attribution"] is None
+
+
+async def answers_with_the_error_marker(scope: Scope, receive: Receive, send: Send) -> None:
+    # A provider's own 401 that mimics the gateway's refusal.
+    headers = [
+        (b"X-Coder-AI-Gateway-Error", b"gateway_key_mismatch"),
+        (b"content-type", b"text/plain"),
+    ]
+    await send(start(headers, status=401))
+    await send(chunk(b"provider authentication failed", more_body=False))
+
+
+@pytest.mark.parametrize("headers", [IDENTITY_HEADERS, {}], ids=["delegated", "ordinary"])
+async def test_only_the_middleware_sends_the_error_marker(headers: dict[str, str]) -> None:
+    async with gateway_client(answers_with_the_error_marker) as client:
+        response = await client.get("/api/v2/ai-gateway/openai/v1/models", headers=headers)
+    assert response.status_code == 401
+    assert response.text == "provider authentication failed"
+    assert "x-coder-ai-gateway-error" not in response.headers
+    assert response.headers["content-type"] == "text/plain"
+
+
+async def test_an_error_marker_sent_by_the_client_is_dropped_and_asks_for_nothing() -> None:
+    SEEN.clear()
+    async with gateway_client() as client:
+        response = await client.get(
+            "/api/v2/ai-gateway/openai/v1/models",
+            headers={"X-Coder-AI-Gateway-Error": "gateway_key_mismatch", "accept": "*/*"},
+        )
+    assert response.status_code == 200
+    (seen,) = SEEN
+    assert [name for name, _ in seen["headers"] if name.startswith(b"x-coder")] == []
+    assert (seen["identity"], seen["aibridge"]) == ((None, None), None)
 
 
 async def test_refusal_log_holds_no_secret(caplog: pytest.LogCaptureFixture) -> None:
@@ -173,7 +299,7 @@ async def test_refusal_log_holds_no_secret(caplog: pytest.LogCaptureFixture) -> 
     async with gateway_client() as client:
         await client.get(
             "/api/v2/aibridge/openai/v1/models",
-            headers={**IDENTITY_HEADERS, "X-AIBridge-Gateway-Key": "almost-" + KEY},
+            headers={**IDENTITY_HEADERS, "X-Coder-AI-Gateway-Key": "almost-" + KEY},
         )
     assert "refused GET '/api/v2/aibridge/openai/v1/models'" in caplog.text
     assert KEY not in caplog.text
@@ -183,9 +309,9 @@ async def test_refusal_log_holds_no_secret(caplog: pytest.LogCaptureFixture) -> 
 @pytest.mark.parametrize("key_id", [None, ""])
 async def test_valid_key_without_delegated_key_id_gives_no_identity(key_id: str | None) -> None:
     SEEN.clear()
-    headers = {"X-AIBridge-Gateway-Key": KEY, "X-AIBridge-Source": "agents"}
+    headers = {"X-Coder-AI-Gateway-Key": KEY, "X-Coder-AI-Gateway-Source": "agents"}
     if key_id is not None:
-        headers["X-AIBridge-Delegated-Key-ID"] = key_id
+        headers["X-Coder-AI-Gateway-Delegated-Key-ID"] = key_id
     async with gateway_client() as client:
         response = await client.get("/api/v2/aibridge/openai/v1/models", headers=headers)
     assert response.status_code == 200
@@ -193,31 +319,54 @@ async def test_valid_key_without_delegated_key_id_gives_no_identity(key_id: str 
     assert seen["identity"] == (None, None)
     assert seen["task_identity"] == (None, None)
     assert seen["aibridge"] is None
-    assert not [name for name, _ in seen["headers"] if name.startswith(b"x-aibridge-")]
+    assert not [name for name, _ in seen["headers"] if name.startswith(b"x-coder-ai-gateway-")]
+
+
+WORKSPACE = b"x-coder-ai-gateway-workspace-id"
 
 
 @pytest.mark.parametrize(
     ("path", "headers"),
     [
-        ("/api/v2/aibridge/openai/v1", [(b"x-aibridge-delegated-key-id", b"\xff\xfe")]),
-        ("/api/v2/aibridge/openai/v1", [(b"x-aibridge-delegated-key-id", b"k")] * 2),
-        ("/api/v2/aibridge/openai/v1", [(b"x-aibridge-source", b"a\x85b")]),
-        ("/health", []),
-        ("/api/v2/aibridge/", []),
+        ("/openai/v1", [(b"x-coder-ai-gateway-delegated-key-id", b"\xff\xfe")]),
+        ("/openai/v1", [(b"x-coder-ai-gateway-delegated-key-id", b"k")] * 2),
+        ("/openai/v1", [(b"x-coder-ai-gateway-source", b"a\x85b")]),
+        ("/openai/v1", [(WORKSPACE, b"not-a-uuid")]),
+        ("/openai/v1", [(WORKSPACE, b"0b9f4c7e-58a1-4a63-9a5e-3c1d2e4f5a6")]),
+        ("/openai/v1", [(WORKSPACE, b" 0b9f4c7e-58a1-4a63-9a5e-3c1d2e4f5a6b")]),
+        ("/openai/v1", [(WORKSPACE, b"0b9f4c7e58a1-4a63-9a5e-3c1d2e4f-5a6b")]),
+        ("/openai/v1", [(WORKSPACE, b"0b9f4c7e-58a1-4a63-9a5e-3c1d2e4f5a6b")] * 2),
+        ("!/health", []),
+        ("/", []),
     ],
-    ids=["not-utf8", "twice", "control-character", "outside-root", "no-provider"],
+    ids=[
+        "not-utf8",
+        "twice",
+        "control-character",
+        "workspace-not-a-uuid",
+        "workspace-short",
+        "workspace-space",
+        "workspace-misplaced-hyphens",
+        "workspace-twice",
+        "outside-root",
+        "no-provider",
+    ],
 )
+@MOUNTS
 async def test_malformed_identity_with_a_valid_key_gets_400(
-    path: str, headers: list[tuple[bytes, bytes]]
+    path: str, headers: list[tuple[bytes, bytes]], mount: str
 ) -> None:
+    path = path[1:] if path.startswith("!") else mount + path
     SEEN.clear()
-    sent = [(b"x-aibridge-gateway-key", KEY.encode())]
-    if not any(name == b"x-aibridge-delegated-key-id" for name, _ in headers):
-        sent.append((b"x-aibridge-delegated-key-id", b"key-7"))
+    sent = [(b"x-coder-ai-gateway-key", KEY.encode())]
+    if not any(name == b"x-coder-ai-gateway-delegated-key-id" for name, _ in headers):
+        sent.append((b"x-coder-ai-gateway-delegated-key-id", b"key-7"))
     async with gateway_client() as client:
         response = await client.get(path, headers=sent + headers)
     assert response.status_code == 400
-    assert response.headers["x-aibridge-error"] == "invalid_identity"
+    # As coder's gateway answers it: the error marker belongs to the key refusal alone.
+    assert "x-coder-ai-gateway-error" not in response.headers
+    assert response.text == "invalid AI Gateway delegation metadata"
     assert SEEN == []
 
 
@@ -226,9 +375,9 @@ async def test_malformed_identity_log_holds_no_header_value(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="aibridge_transport")
     headers = [
-        (b"x-aibridge-gateway-key", KEY.encode()),
-        (b"x-aibridge-delegated-key-id", b"key-7"),
-        (b"x-aibridge-source", b"secret-source\x85"),
+        (b"x-coder-ai-gateway-key", KEY.encode()),
+        (b"x-coder-ai-gateway-delegated-key-id", b"key-7"),
+        (b"x-coder-ai-gateway-source", b"secret-source\x85"),
     ]
     async with gateway_client() as client:
         response = await client.get("/api/v2/aibridge/openai/v1/models", headers=headers)
@@ -247,7 +396,7 @@ async def test_identity_never_leaks_between_concurrent_requests() -> None:
         async def call(name: str) -> None:
             response = await client.get(
                 f"/api/v2/aibridge/openai/v1?{name}",
-                headers={**IDENTITY_HEADERS, "X-AIBridge-Delegated-Key-ID": f"key-{name}"},
+                headers={**IDENTITY_HEADERS, "X-Coder-AI-Gateway-Delegated-Key-ID": f"key-{name}"},
             )
             results[name] = response.text
 
@@ -277,7 +426,7 @@ async def test_cancellation_reaches_the_app_through_the_middleware() -> None:
 
 async def test_app_context_changes_do_not_leak_out() -> None:
     middleware = GatewayAuthMiddleware(leaky, KEY)
-    scope = http_scope([(b"x-aibridge-gateway-key", KEY.encode())])
+    scope = http_scope([(b"x-coder-ai-gateway-key", KEY.encode())])
     await middleware(scope, no_body, discard)
     assert source_from_context() is None
 
@@ -321,7 +470,7 @@ async def test_request_without_aibridge_headers_passes_through_untouched() -> No
 
 async def test_websocket_loses_aibridge_headers_and_gets_no_identity() -> None:
     SEEN.clear()
-    headers = [(b"x-aibridge-gateway-key", KEY.encode()), (b"x-aibridge-source", b"agents")]
+    headers = [(b"x-coder-ai-gateway-key", KEY.encode()), (b"x-coder-ai-gateway-source", b"agents")]
     scope = http_scope([*headers, (b"origin", b"x")], kind="websocket")
     await GatewayAuthMiddleware(recorder, KEY)(scope, no_body, discard)
     (seen,) = SEEN
@@ -377,7 +526,7 @@ async def test_several_keys_are_accepted_during_a_rotation(sent: str, status: in
     async with gateway_client(key=["new-key", "old-key"]) as client:
         response = await client.get(
             "/api/v2/aibridge/openai/v1/models",
-            headers={**IDENTITY_HEADERS, "X-AIBridge-Gateway-Key": sent},
+            headers={**IDENTITY_HEADERS, "X-Coder-AI-Gateway-Key": sent},
         )
     assert response.status_code == status
     assert [seen["identity"] for seen in SEEN] == ([("agents", "key-7")] if status == 200 else [])
@@ -412,7 +561,7 @@ async def test_every_key_is_compared_in_constant_time(
     async with gateway_client(key=["new-key", "old-key"]) as client:
         response = await client.get(
             "/api/v2/aibridge/openai/v1/models",
-            headers={**IDENTITY_HEADERS, "X-AIBridge-Gateway-Key": sent},
+            headers={**IDENTITY_HEADERS, "X-Coder-AI-Gateway-Key": sent},
         )
     assert response.status_code == (200 if sent in ("new-key", "old-key") else 401)
     assert compared == [(sent.encode(), b"new-key"), (sent.encode(), b"old-key")]
@@ -432,9 +581,9 @@ async def test_no_middleware_frame_holds_the_gateway_key_when_the_app_raises(key
         "path": "/api/v2/aibridge/openai/v1/models",
         "root_path": "",
         "headers": [
-            (b"x-aibridge-gateway-key", KEY.encode()),
-            (b"x-aibridge-delegated-key-id", key_id),
-            (b"x-aibridge-source", b"agents"),
+            (b"x-coder-ai-gateway-key", KEY.encode()),
+            (b"x-coder-ai-gateway-delegated-key-id", key_id),
+            (b"x-coder-ai-gateway-source", b"agents"),
         ],
     }
 

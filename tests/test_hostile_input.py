@@ -9,6 +9,8 @@ import pytest
 from asgi import chunk, start
 
 from aibridge_transport import (
+    AI_GATEWAY_ROOT_PATH,
+    AIBRIDGE_ROOT_PATH,
     InProcessTransportFactory,
     InvalidProviderNameError,
     InvalidRequestHeaderError,
@@ -38,8 +40,8 @@ async def recording_app(scope: Scope, receive: Receive, send: Send) -> None:
     await send(chunk(b"ok", more_body=False))
 
 
-def factory_client(flavour: str) -> Any:
-    factory = InProcessTransportFactory(recording_app)
+def factory_client(flavour: str, mount: str = AIBRIDGE_ROOT_PATH) -> Any:
+    factory = InProcessTransportFactory(recording_app, root_path=mount)
     transport = factory.transport_for("openai", "agents", flavor=flavour)  # type: ignore[arg-type]
     module: Any = httpx2 if flavour == "httpx2" else httpx
     return module.AsyncClient(transport=transport, base_url="http://bridge")
@@ -56,6 +58,8 @@ def generic_client(flavour: str) -> Any:
 
 
 FLAVOURS = pytest.mark.parametrize("flavour", ["httpx", "httpx2"])
+# The bridge's two mounts: a path contained under one is contained under the other.
+MOUNTS = pytest.mark.parametrize("mount", [AIBRIDGE_ROOT_PATH, AI_GATEWAY_ROOT_PATH])
 
 
 async def send_raw(client: Any, path: str, headers: list[tuple[Any, Any]]) -> Any:
@@ -131,6 +135,9 @@ ESCAPING_PATHS = [
     "/%2F..%2Fadmin",
     "/v1%2f..%2f..%2fadmin",
     "/api/v2/aibridge/openai/%2e%2e/anthropic/v1/messages",
+    "/api/v2/ai-gateway/openai/%2e%2e/anthropic/v1/messages",
+    "/api/v2/ai-gateway/openai/%2e%2e",
+    "/api/v2/aibridge/openai/v1%2f..%2f..%2f..%2fadmin",
     "/v1/%2e%2e%2f%2e%2e%2fadmin",
 ]
 CONTROL_PATHS = [
@@ -143,9 +150,10 @@ CONTROL_PATHS = [
 
 
 @FLAVOURS
+@MOUNTS
 @pytest.mark.parametrize("path", ESCAPING_PATHS)
-async def test_encoded_dots_never_leave_the_provider(flavour: str, path: str) -> None:
-    async with factory_client(flavour) as client:
+async def test_encoded_dots_never_leave_the_provider(flavour: str, mount: str, path: str) -> None:
+    async with factory_client(flavour, mount) as client:
         with with_delegated_api_key_id("key-1"):
             with pytest.raises(PathOutsideProviderError, match="climbs above the provider"):
                 await client.get(path)
@@ -153,9 +161,12 @@ async def test_encoded_dots_never_leave_the_provider(flavour: str, path: str) ->
 
 
 @FLAVOURS
+@MOUNTS
 @pytest.mark.parametrize("path", CONTROL_PATHS)
-async def test_encoded_control_characters_in_the_path_are_refused(flavour: str, path: str) -> None:
-    async with factory_client(flavour) as client:
+async def test_encoded_control_characters_in_the_path_are_refused(
+    flavour: str, mount: str, path: str
+) -> None:
+    async with factory_client(flavour, mount) as client:
         with with_delegated_api_key_id("key-1"):
             with pytest.raises(PathOutsideProviderError, match="control character") as caught:
                 await client.get(path)
@@ -164,21 +175,23 @@ async def test_encoded_control_characters_in_the_path_are_refused(flavour: str, 
 
 
 @FLAVOURS
-async def test_encoded_dots_that_stay_inside_are_resolved(flavour: str) -> None:
-    async with factory_client(flavour) as client:
+@MOUNTS
+async def test_encoded_dots_that_stay_inside_are_resolved(flavour: str, mount: str) -> None:
+    async with factory_client(flavour, mount) as client:
         with with_delegated_api_key_id("key-1"):
             response = await client.get("/v1/%2e%2E/v1/./models")
     assert response.status_code == 200
-    assert SEEN[0]["path"] == "/api/v2/aibridge/openai/v1/models"
+    assert SEEN[0]["path"] == f"{mount}/openai/v1/models"
 
 
 @FLAVOURS
-async def test_an_encoded_double_percent_is_a_name_not_a_dot(flavour: str) -> None:
-    async with factory_client(flavour) as client:
+@MOUNTS
+async def test_an_encoded_double_percent_is_a_name_not_a_dot(flavour: str, mount: str) -> None:
+    async with factory_client(flavour, mount) as client:
         with with_delegated_api_key_id("key-1"):
             response = await client.get("/v1/%252e%252e/models")
     assert response.status_code == 200
-    assert SEEN[0]["path"] == "/api/v2/aibridge/openai/v1/%2e%2e/models"
+    assert SEEN[0]["path"] == f"{mount}/openai/v1/%2e%2e/models"
 
 
 # -- request headers ---------------------------------------------------------------------------

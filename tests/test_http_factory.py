@@ -21,6 +21,8 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from aibridge_transport import (
+    AI_GATEWAY_ROOT_PATH,
+    AIBRIDGE_ROOT_PATH,
     GatewayAuthMiddleware,
     GatewayKeyMismatchError,
     HTTPTransportFactory,
@@ -29,6 +31,7 @@ from aibridge_transport import (
     RedirectRefusedError,
     Source,
     delegated_api_key_id_from_context,
+    delegated_attribution_from_context,
     source_from_context,
     with_delegated_api_key_id,
 )
@@ -39,6 +42,7 @@ pytestmark = pytest.mark.anyio
 
 KEY = "gateway-secret-for-tests"
 ROOT = "/api/v2/aibridge/openai"
+MOUNTS = pytest.mark.parametrize("mount", [AIBRIDGE_ROOT_PATH, AI_GATEWAY_ROOT_PATH])
 # Cross-thread signals between the test (its own loop) and the app (uvicorn's loop).
 NOTES: dict[str, Any] = {}
 CALLS: list[str] = []
@@ -60,6 +64,7 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
         "headers": [[name.decode(), value.decode("utf-8")] for name, value in scope["headers"]],
         "aibridge": scope.get("extensions", {}).get("aibridge"),
         "identity": [source_from_context(), delegated_api_key_id_from_context()],
+        "attribution": str(delegated_attribution_from_context()),
         "task_identity": from_task[0],
         "body": body.decode(),
     }
@@ -193,21 +198,64 @@ async def test_request_reaches_the_bridge_with_path_query_and_identity(
     assert headers["authorization"] == "Bearer sk-test"
     assert headers["x-custom"] == "1"
     assert headers["host"] == factory.base_url.removeprefix("http://")
-    assert not [name for name in headers if name.startswith("x-aibridge-")]
+    assert not [name for name in headers if name.startswith("x-coder-ai-gateway-")]
 
 
-async def test_callers_own_aibridge_headers_are_never_trusted(
-    factory: HTTPTransportFactory,
-) -> None:
+@MOUNTS
+async def test_callers_own_gateway_headers_are_never_trusted(bridge_url: str, mount: str) -> None:
     forged = {
-        "X-AIBridge-Delegated-Key-ID": "someone-else",
-        "X-AIBridge-Source": "forged",
-        "X-AIBridge-Gateway-Key": "guess",
+        "X-Coder-AI-Gateway-Delegated-Key-ID": "someone-else",
+        "X-Coder-AI-Gateway-Source": "forged",
+        "X-Coder-AI-Gateway-Key": "guess",
+        "X-Coder-AI-Gateway-Workspace-ID": str(uuid.uuid4()),
+        "X-Coder-AI-Gateway-Error": "gateway_key_mismatch",
     }
-    with with_delegated_api_key_id("key-1"):
-        async with client(factory) as http:
-            response = await http.get("/v1/echo", headers=forged)
-    assert response.json()["identity"] == ["agents", "key-1"]
+    async with HTTPTransportFactory(bridge_url, KEY, root_path=mount) as factory:
+        with with_delegated_api_key_id("key-1"):
+            async with client(factory) as http:
+                response = await http.get("/v1/echo", headers=forged)
+    seen = response.json()
+    assert seen["path"] == f"{mount}/openai/v1/echo"
+    assert seen["identity"] == ["agents", "key-1"]
+    assert seen["attribution"] == "None"
+
+
+@MOUNTS
+@pytest.mark.parametrize(
+    "path", ["/v1/%2e%2e/%2e%2e/admin", "/v1%2f..%2f..%2fadmin", "/api/v2/ai-gateway/openai/%2e%2e"]
+)
+async def test_hostile_paths_are_refused_before_sending_under_both_mounts(
+    mount: str, path: str
+) -> None:
+    async with HTTPTransportFactory(closed_url(), KEY, root_path=mount) as factory:
+        with with_delegated_api_key_id("key-1"):
+            async with client(factory) as http:
+                with pytest.raises(PathOutsideProviderError, match=f"under {mount}/openai/"):
+                    await http.get(path)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "mount"),
+    [
+        ("/api/v2/ai-gateway", AI_GATEWAY_ROOT_PATH),
+        ("/api/v2/ai-gateway/", AI_GATEWAY_ROOT_PATH),
+        ("/api/v2/aibridge", AIBRIDGE_ROOT_PATH),
+    ],
+)
+async def test_a_base_url_holding_a_mount_is_not_prefixed_twice(
+    bridge_url: str, suffix: str, mount: str
+) -> None:
+    async with HTTPTransportFactory(bridge_url + suffix, KEY) as factory:
+        assert factory.root_path == mount
+        with with_delegated_api_key_id("key-1"):
+            async with client(factory) as http:
+                response = await http.get("/v1/echo")
+    assert response.json()["path"] == f"{mount}/openai/v1/echo"
+
+
+def test_a_base_url_mount_and_another_root_path_are_refused() -> None:
+    with pytest.raises(ValueError, match="ends with the mount '/api/v2/ai-gateway'"):
+        HTTPTransportFactory("http://bridge/api/v2/ai-gateway", KEY, root_path=AIBRIDGE_ROOT_PATH)
 
 
 async def test_callers_request_is_never_mutated(factory: HTTPTransportFactory) -> None:

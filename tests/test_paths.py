@@ -11,13 +11,16 @@ from asgi import chunk, start
 
 import aibridge_transport
 from aibridge_transport import (
+    AI_GATEWAY_ROOT_PATH,
+    AIBRIDGE_ROOT_PATH,
+    HTTPTransportFactory,
     InProcessTransportFactory,
     InvalidProviderNameError,
     PathOutsideProviderError,
     Source,
     with_delegated_api_key_id,
 )
-from aibridge_transport._bridge_paths import bridge_path, validate_provider_name
+from aibridge_transport._bridge_paths import bridge_path, split_bridge_path, validate_provider_name
 from aibridge_transport.types import Receive, Scope, Send
 
 
@@ -91,6 +94,34 @@ def test_path_rewrite(raw: str, path: str, raw_path: bytes | None) -> None:
 
 
 @pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        ("/v1/chat/completions", "/api/v2/ai-gateway/openai/v1/chat/completions"),
+        ("", "/api/v2/ai-gateway/openai/"),
+        # Either mount already in the path (an SDK base URL): placed under the chosen one.
+        ("/api/v2/ai-gateway/openai/v1/x", "/api/v2/ai-gateway/openai/v1/x"),
+        ("/api/v2/aibridge/openai/v1/x", "/api/v2/ai-gateway/openai/v1/x"),
+        ("/api/v2/ai-gateway/openai", "/api/v2/ai-gateway/openai"),
+        ("/api/v2/aibridge/openai/", "/api/v2/ai-gateway/openai/"),
+        ("/api/v2/ai-gateway/other/v1", "/api/v2/ai-gateway/openai/api/v2/ai-gateway/other/v1"),
+        ("/v1/%2e%2E/v2", "/api/v2/ai-gateway/openai/v2"),
+    ],
+)
+def test_path_rewrite_under_the_ai_gateway_mount(raw: str, path: str) -> None:
+    placed = bridge_path("openai", raw, AI_GATEWAY_ROOT_PATH)
+    assert (placed.path, placed.raw_path) == (path, path.encode())
+
+
+def test_the_legacy_mount_takes_a_path_under_coders_mount_too() -> None:
+    placed = bridge_path("openai", "/api/v2/ai-gateway/openai/v1/models")
+    assert placed.path == "/api/v2/aibridge/openai/v1/models"
+
+
+MOUNTS = pytest.mark.parametrize("mount", [AIBRIDGE_ROOT_PATH, AI_GATEWAY_ROOT_PATH])
+
+
+@MOUNTS
+@pytest.mark.parametrize(
     "raw",
     [
         "/..",
@@ -102,14 +133,41 @@ def test_path_rewrite(raw: str, path: str, raw_path: bytes | None) -> None:
         "/a%2f..%2f..%2fb",
         "/api/v2/aibridge/openai/../anthropic",
         "/api/v2/aibridge/openai/..",
+        "/api/v2/ai-gateway/openai/../anthropic",
+        "/api/v2/ai-gateway/openai/%2e%2e",
         "/v1/%00",
         "/v1/%0d%0a",
     ],
 )
-def test_paths_leaving_the_provider_are_refused(raw: str) -> None:
-    with pytest.raises(PathOutsideProviderError, match="openai"):
-        bridge_path("openai", raw)
+def test_paths_leaving_the_provider_are_refused(raw: str, mount: str) -> None:
+    with pytest.raises(PathOutsideProviderError, match=f"stay under {mount}/openai/"):
+        bridge_path("openai", raw, mount)
     assert issubclass(PathOutsideProviderError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("path", "split"),
+    [
+        ("/api/v2/ai-gateway/openai/v1/x", ("/api/v2/ai-gateway", "openai", "/v1/x")),
+        ("/api/v2/aibridge/openai", ("/api/v2/aibridge", "openai", "")),
+        ("/api/v2/aibridge/", ("/api/v2/aibridge", "", "")),
+        ("/api/v2/ai-gatewayx/openai", None),
+        ("/api/v2/aibridge", None),
+        ("/health", None),
+    ],
+)
+def test_split_bridge_path(path: str, split: tuple[str, str, str] | None) -> None:
+    assert split_bridge_path(path) == split
+
+
+@pytest.mark.parametrize("root_path", ["/api/v2/other", "/api/v2/aibridge/", "", "api/v2/aibridge"])
+def test_a_factory_mount_must_be_one_of_the_two(root_path: str) -> None:
+    for make in (
+        lambda: InProcessTransportFactory(no_content, root_path=root_path),
+        lambda: HTTPTransportFactory("http://bridge", "key", root_path=root_path),
+    ):
+        with pytest.raises(ValueError, match=r"AI_GATEWAY_ROOT_PATH .* or AIBRIDGE_ROOT_PATH"):
+            make()
 
 
 def test_provider_with_reserved_characters_is_encoded_in_raw_path() -> None:

@@ -4,6 +4,7 @@ import httpx
 
 import aibridge_transport
 from aibridge_transport import (
+    AI_GATEWAY_ROOT_PATH,
     AIBRIDGE_ROOT_PATH,
     AIBridgeTransportError,
     BridgeNotRegisteredError,
@@ -19,6 +20,9 @@ from aibridge_transport import (
 
 CONTRACT_NAMES = {
     "AIBRIDGE_ROOT_PATH",
+    "AI_GATEWAY_ROOT_PATH",
+    "with_delegated_attribution",
+    "delegated_attribution_from_context",
     "Source",
     "with_source",
     "source_from_context",
@@ -38,14 +42,21 @@ def test_the_public_names_are_exported() -> None:
         assert hasattr(aibridge_transport, name), name
 
 
+def _isort_key(name: str) -> tuple[int, str]:
+    # ruff's RUF022 order: constants, then classes, then everything else.
+    kind = 0 if name.isupper() else 1 if name[:1].isupper() else 2
+    return kind, name
+
+
 def test_all_is_sorted_and_unique() -> None:
     names = list(aibridge_transport.__all__)
-    assert names == sorted(names)
+    assert names == sorted(names, key=_isort_key)
     assert len(names) == len(set(names))
 
 
-def test_root_path() -> None:
+def test_root_paths() -> None:
     assert AIBRIDGE_ROOT_PATH == "/api/v2/aibridge"
+    assert AI_GATEWAY_ROOT_PATH == "/api/v2/ai-gateway"
 
 
 def test_errors_share_one_base() -> None:

@@ -139,8 +139,8 @@ async def test_a_framework_routes_under_the_root_path_as_behind_uvicorn() -> Non
 
 
 @FLAVORS
-async def test_the_factory_puts_the_bridge_path_under_its_root_path(flavor: str) -> None:
-    factory = InProcessTransportFactory(paths, root_path="/svc")
+async def test_the_factory_puts_the_bridge_path_under_its_asgi_root_path(flavor: str) -> None:
+    factory = InProcessTransportFactory(paths, asgi_root_path="/svc")
     transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[arg-type]
     module: Any = httpx2 if flavor == "httpx2" else httpx
     with with_delegated_api_key_id("key-1"):
@@ -167,7 +167,7 @@ async def test_the_factory_under_a_root_path_matches_the_gateway_behind_uvicorn(
                     transport=remote.transport_for("openai", Source.AGENTS), base_url="http://x"
                 ) as client:
                     served = (await client.get("/v1/models?limit=2")).json()
-    factory = InProcessTransportFactory(paths, root_path="/svc")
+    factory = InProcessTransportFactory(paths, asgi_root_path="/svc")
     with with_delegated_api_key_id("key-1"):
         async with httpx.AsyncClient(
             transport=factory.transport_for("openai", Source.AGENTS), base_url="http://x"

@@ -7,12 +7,14 @@ from ._bridge_gateway import GatewayAuthMiddleware
 from ._bridge_identity import (
     Source,
     delegated_api_key_id_from_context,
+    delegated_attribution_from_context,
     source_from_context,
     with_delegated_api_key_id,
+    with_delegated_attribution,
     with_source,
 )
 from ._bridge_over_http import HTTPTransportFactory
-from ._bridge_paths import AIBRIDGE_ROOT_PATH
+from ._bridge_paths import AI_GATEWAY_ROOT_PATH, AIBRIDGE_ROOT_PATH
 from ._bridge_slot import TransportFactorySlot
 from ._errors import (
     AIBridgeTransportError,
@@ -32,6 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AIBRIDGE_ROOT_PATH",
+    "AI_GATEWAY_ROOT_PATH",
     "AIBridgeTransportError",
     "BridgeNotRegisteredError",
     "GatewayAuthMiddleware",
@@ -51,7 +54,9 @@ __all__ = [
     "TransportFactorySlot",
     "__version__",
     "delegated_api_key_id_from_context",
+    "delegated_attribution_from_context",
     "source_from_context",
     "with_delegated_api_key_id",
+    "with_delegated_attribution",
     "with_source",
 ]

@@ -8,9 +8,20 @@ from typing import Any, Protocol, Self
 
 import anyio
 
-from ._bridge_identity import Source, check_source, delegated_api_key_id_from_context
+from ._bridge_identity import (
+    Source,
+    aibridge_extension,
+    check_source,
+    delegated_api_key_id_from_context,
+    delegated_attribution_from_context,
+)
 from ._bridge_identity import identity_context as _identity_context
-from ._bridge_paths import place_request_path, validate_provider_name
+from ._bridge_paths import (
+    AIBRIDGE_ROOT_PATH,
+    check_root_path,
+    place_request_path,
+    validate_provider_name,
+)
 from ._errors import BridgeNotRegisteredError, MissingDelegatedAPIKeyError
 from ._exchange import AppRunner
 from ._flavors import Flavor, flavored_class, streaming_transport_class
@@ -34,26 +45,26 @@ class TransportFactory(Protocol):
 class AIBridgeTransport(TransportCore):
     """The aibridge rules on top of the generic transport: path, identity, extensions."""
 
-    def __init__(self, engine: AppRunner, scope: ScopeBuilder, provider: str, source: str) -> None:
+    def __init__(
+        self, engine: AppRunner, scope: ScopeBuilder, provider: str, source: str, root: str
+    ) -> None:
         self._engine = engine
         self._scope = scope
         self._provider = provider
         self._source = source
+        self._root = root
 
     def _route(self, request: Any) -> RoutedRequest:
         key_id = delegated_api_key_id_from_context()
         if key_id is None:
             raise MissingDelegatedAPIKeyError()
-        placed = place_request_path(self._provider, request.url.raw_path)
+        workspace_id = delegated_attribution_from_context()
+        placed = place_request_path(self._provider, request.url.raw_path, self._root)
         extensions = {
-            "aibridge": {
-                "provider": self._provider,
-                "source": self._source,
-                "delegated_api_key_id": key_id,
-            }
+            "aibridge": aibridge_extension(self._provider, self._source, key_id, workspace_id)
         }
         scope = self._scope.build(request, placed.path, placed.raw_path, extensions)
-        return scope, _identity_context(self._source, key_id)
+        return scope, _identity_context(self._source, key_id, workspace_id)
 
 
 class InProcessTransportFactory(SyncClosing):
@@ -76,8 +87,11 @@ class InProcessTransportFactory(SyncClosing):
         strict: Keep the exceptions that a 500 hid and raise the first at `aclose()` / exit.
         disconnect_grace: Seconds an app may run on after its client left.
         max_buffered_chunks: How many body chunks the app may run ahead of the reader.
-        root_path: The path the app is mounted under, as a server's `--root-path`: the app
-            sees it in `scope["root_path"]` and at the start of `scope["path"]`.
+        root_path: The bridge's mount, under which each request is placed:
+            `AIBRIDGE_ROOT_PATH` (`/api/v2/aibridge`, the default) or
+            `AI_GATEWAY_ROOT_PATH` (`/api/v2/ai-gateway`, coder's canonical one).
+        asgi_root_path: The path the app is mounted under, as a server's `--root-path`:
+            the app sees it in `scope["root_path"]` and at the start of `scope["path"]`.
     """
 
     def __init__(
@@ -88,18 +102,20 @@ class InProcessTransportFactory(SyncClosing):
         strict: bool = False,
         disconnect_grace: float = 1.0,
         max_buffered_chunks: int = DEFAULT_MAX_BUFFERED_CHUNKS,
-        root_path: str = "",
+        root_path: str = AIBRIDGE_ROOT_PATH,
+        asgi_root_path: str = "",
     ) -> None:
         if app is not None:
             check_asgi_app(app)
         self.app = app
+        self.root_path = check_root_path(root_path)
         self.raise_app_exceptions = raise_app_exceptions
         self.disconnect_grace = disconnect_grace
         self.max_buffered_chunks = max_buffered_chunks
         self.hidden_app_exceptions: list[BaseException] | None = [] if strict else None
         self._lifespan: Lifespan | None = None
         self._transports: weakref.WeakSet[AIBridgeTransport] = weakref.WeakSet()
-        self._scope = ScopeBuilder(root_path=root_path, lifespan_state=self._state)
+        self._scope = ScopeBuilder(root_path=asgi_root_path, lifespan_state=self._state)
         self._loop_host = LoopHost()  # where sync requests run (behaviour §12)
 
     def _state(self) -> dict[str, Any] | None:
@@ -128,7 +144,7 @@ class InProcessTransportFactory(SyncClosing):
             log_label=f"provider={provider} source={source_name}",
             hidden_errors=self.hidden_app_exceptions,
         )
-        transport = transport_class(engine, self._scope, provider, source_name)
+        transport = transport_class(engine, self._scope, provider, source_name, self.root_path)
         transport.loop_host = self._loop_host  # type: ignore[attr-defined]
         self._transports.add(transport)
         return transport

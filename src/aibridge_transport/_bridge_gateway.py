@@ -1,10 +1,14 @@
 """The standalone bridge's side of behaviour §11: identity from headers, behind a gateway key.
 
-`HTTPTransportFactory` sends the caller's identity in `X-AIBridge-*` headers together with a
-shared gateway key. `GatewayAuthMiddleware` wraps the bridge app: it checks the key in
+The header protocol is coder/coder's standalone AI Gateway's, so that `HTTPTransportFactory`
+can reach a Coder deployment and a Coder deployment can reach a bridge behind
+`GatewayAuthMiddleware`. The caller sends the identity in `X-Coder-AI-Gateway-*` headers
+together with a shared gateway key. The middleware wraps the bridge app: it checks the key in
 constant time, strips the headers and hands the identity to the app the way the in-process
 factory does (context variables and `scope["extensions"]["aibridge"]`), so the app cannot
-tell the two paths apart.
+tell the two paths apart. Only the middleware ever answers with the error marker
+(`X-Coder-AI-Gateway-Error: gateway_key_mismatch`): the app's own responses lose it, so a
+provider's 401 can never pass for a gateway key refusal.
 """
 
 from __future__ import annotations
@@ -12,18 +16,26 @@ from __future__ import annotations
 import contextvars
 import hmac
 import logging
-from collections.abc import Awaitable, Generator, Sequence
+import uuid
+from collections.abc import Awaitable, Generator, Mapping, Sequence
 from typing import Any
 
-from ._bridge_identity import check_delegated_api_key_id, check_source, identity_context
-from ._bridge_paths import AIBRIDGE_ROOT_PATH, validate_provider_name
+from ._bridge_identity import (
+    aibridge_extension,
+    attributed_workspace,
+    check_delegated_api_key_id,
+    check_source,
+    check_workspace_id,
+    identity_context,
+)
+from ._bridge_paths import split_bridge_path, validate_provider_name
 from ._errors import (
     GatewayKeyMismatchError,
     InvalidProviderNameError,
     RedirectRefusedError,
 )
 from ._rules import CONTROL_BYTES
-from .types import ASGIApp, Receive, Scope, Send
+from .types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "DELEGATED_KEY_ID_HEADER",
@@ -32,6 +44,7 @@ __all__ = [
     "GATEWAY_KEY_MISMATCH",
     "HEADER_PREFIX",
     "SOURCE_HEADER",
+    "WORKSPACE_ID_HEADER",
     "GatewayAuthMiddleware",
     "GatewayKey",
     "bridge_refusal",
@@ -40,17 +53,22 @@ __all__ = [
 
 logger = logging.getLogger("aibridge_transport")
 
-# Every `x-aibridge-*` header belongs to the bridge: a caller never sets one, and the
-# middleware never lets one through to the app from a request it has not authenticated.
-HEADER_PREFIX = b"x-aibridge-"
-GATEWAY_KEY_HEADER = b"x-aibridge-gateway-key"
-DELEGATED_KEY_ID_HEADER = b"x-aibridge-delegated-key-id"
-SOURCE_HEADER = b"x-aibridge-source"
-ERROR_HEADER = b"x-aibridge-error"
+# coder/coder's names (`coderd/aibridge/delegation.go`), lower-cased as ASGI gives them.
+# Every `x-coder-ai-gateway-*` header belongs to the gateway: the caller's factory never
+# forwards one its caller set, and the middleware never lets one through to the app.
+HEADER_PREFIX = b"x-coder-ai-gateway-"
+GATEWAY_KEY_HEADER = b"x-coder-ai-gateway-key"
+DELEGATED_KEY_ID_HEADER = b"x-coder-ai-gateway-delegated-key-id"
+SOURCE_HEADER = b"x-coder-ai-gateway-source"
+WORKSPACE_ID_HEADER = b"x-coder-ai-gateway-workspace-id"
+ERROR_HEADER = b"x-coder-ai-gateway-error"
 GATEWAY_KEY_MISMATCH = b"gateway_key_mismatch"
-_INVALID_IDENTITY = b"invalid_identity"
-_IDENTITY_HEADERS = (GATEWAY_KEY_HEADER, DELEGATED_KEY_ID_HEADER, SOURCE_HEADER)
-_ROOT_PREFIX = AIBRIDGE_ROOT_PATH + "/"
+_IDENTITY_HEADERS = (
+    GATEWAY_KEY_HEADER,
+    DELEGATED_KEY_ID_HEADER,
+    SOURCE_HEADER,
+    WORKSPACE_ID_HEADER,
+)
 
 
 def encode_gateway_key(gateway_key: str | bytes) -> bytes:
@@ -106,6 +124,11 @@ def _decode(value: bytes | None, name: bytes) -> str | None:
         raise _BadIdentity(f"{name.decode()} is not UTF-8") from None
 
 
+def _text(found: dict[bytes, list[bytes]], name: bytes) -> str | None:
+    """The one value of header `name`, decoded, or `None` when it was not sent."""
+    return _decode(_single(found[name], name), name)
+
+
 def _route_path(scope: Scope) -> str:
     # ASGI: `path` holds `root_path` (a server mounted under a prefix); routes start after it.
     path: str = scope["path"]
@@ -116,12 +139,51 @@ def _route_path(scope: Scope) -> str:
 
 
 def _provider_from_path(path: str) -> str:
-    if not path.startswith(_ROOT_PREFIX):
-        raise _BadIdentity(f"the path is not under {AIBRIDGE_ROOT_PATH}/<provider>/")
+    placed = split_bridge_path(path)
+    if placed is None:
+        raise _BadIdentity("the path is not under either mount's /<provider>/")
     try:
-        return validate_provider_name(path[len(_ROOT_PREFIX) :].split("/", 1)[0])
+        return validate_provider_name(placed[1])
     except InvalidProviderNameError:
         raise _BadIdentity("the path names no valid provider") from None
+
+
+def _workspace_id(value: str | None) -> uuid.UUID | None:
+    if not value:
+        return None  # an empty header is no attribution, as in coder
+    try:
+        return attributed_workspace(check_workspace_id(value))
+    except ValueError:
+        raise _BadIdentity(f"{WORKSPACE_ID_HEADER.decode()} is not a UUID") from None
+
+
+def _is_error_marker(pair: object) -> bool:
+    return (
+        isinstance(pair, tuple | list)
+        and len(pair) == 2
+        and isinstance(pair[0], bytes)
+        and pair[0].lower() == ERROR_HEADER
+    )
+
+
+class _SendWithoutMarker:
+    """The app's `send`, minus any error marker in its response headers: only the
+    middleware may say `gateway_key_mismatch` (behaviour §11)."""
+
+    __slots__ = ("_send",)
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+
+    async def __call__(self, message: Message) -> None:
+        if message.get("type") == "http.response.start":
+            headers = message.get("headers")
+            if headers is not None and not isinstance(headers, str | bytes | Mapping):
+                # Any iterable is taken (behaviour §3); a malformed pair is left for the
+                # server to refuse.
+                pairs = list(headers)
+                message = {**message, "headers": [p for p in pairs if not _is_error_marker(p)]}
+        await self._send(message)
 
 
 class _RunInContext:
@@ -169,15 +231,23 @@ class GatewayAuthMiddleware:
     uvicorn.run(app, host="0.0.0.0", port=8080)
     ```
 
-    - A request with a valid `X-AIBridge-Gateway-Key` loses its `X-AIBridge-*` headers and
-      reaches the app with the identity they carried, as the in-process factory sets it: the
-      context variables (`source_from_context()`, `delegated_api_key_id_from_context()`)
-      and `scope["extensions"]["aibridge"]`. Without a delegated key id it has no identity.
-    - A request with any `X-AIBridge-*` header but no valid key is answered `401` with
-      `X-AIBridge-Error: gateway_key_mismatch`; the app is not called.
-    - A request without `X-AIBridge-*` headers passes through untouched, with no identity.
-    - Lifespan scopes pass through; websocket scopes lose their `X-AIBridge-*` headers and
-      never carry an identity.
+    The header protocol is coder/coder's standalone AI Gateway's, and the bridge answers
+    under both mounts (`/api/v2/ai-gateway/<provider>/...` and `/api/v2/aibridge/...`).
+
+    - A request with a valid `X-Coder-AI-Gateway-Key` loses its `X-Coder-AI-Gateway-*`
+      headers and reaches the app with the identity they carried, as the in-process factory
+      sets it: the context variables (`source_from_context()`,
+      `delegated_api_key_id_from_context()`, `delegated_attribution_from_context()`) and
+      `scope["extensions"]["aibridge"]`. Without a delegated key id it has no identity.
+    - A request with any `X-Coder-AI-Gateway-*` identity header but no valid key is answered
+      `401` with `X-Coder-AI-Gateway-Error: gateway_key_mismatch`; the app is not called.
+      Duplicated or malformed identity headers (a workspace id that is not a UUID) are
+      answered `400`.
+    - A request without `X-Coder-AI-Gateway-*` headers passes through untouched, with no
+      identity. An `X-Coder-AI-Gateway-Error` header is removed from every request, and
+      from every response of the app: only the middleware sends one.
+    - Lifespan scopes pass through; websocket scopes lose their `X-Coder-AI-Gateway-*`
+      headers and never carry an identity.
 
     Arguments:
         app: The bridge's ASGI app.
@@ -204,10 +274,12 @@ class GatewayAuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind not in ("http", "websocket") or not any(
-            name.startswith(HEADER_PREFIX) for name, _ in scope["headers"]
-        ):
+        if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
+            return
+        app_send = _SendWithoutMarker(send) if kind == "http" else send
+        if not any(name.lower().startswith(HEADER_PREFIX) for name, _ in scope["headers"]):
+            await self.app(scope, receive, app_send)
             return
         # Read in a frame of its own, which has ended before the app runs, and `scope` rebound
         # to the copy without the identity headers: no local of this frame holds the key the
@@ -217,24 +289,27 @@ class GatewayAuthMiddleware:
         if refusal is not None:
             await _refuse(send, refusal)
         elif context is None:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, app_send)
         else:
-            await _RunInContext(self.app(scope, receive, send), context)
+            await _RunInContext(self.app(scope, receive, app_send), context)
 
     def _admit(self, scope: Scope) -> tuple[Scope, contextvars.Context | None, _Refusal | None]:
         """The scope the app gets, the context it runs in, and why it is refused (if it is)."""
         found: dict[bytes, list[bytes]] = {name: [] for name in _IDENTITY_HEADERS}
+        delegated = False
         kept: list[tuple[bytes, bytes]] = []
         for name, value in scope["headers"]:
             lowered = name.lower()
             if lowered.startswith(HEADER_PREFIX):
+                # The error marker alone asks for nothing: it is dropped, as in coder.
+                delegated = delegated or lowered != ERROR_HEADER
                 if lowered in found:
                     found[lowered].append(value)
             else:
                 kept.append((name, value))
         scope = dict(scope)
         scope["headers"] = kept
-        if scope["type"] == "websocket":
+        if scope["type"] == "websocket" or not delegated:
             return scope, None, None
 
         keys = found[GATEWAY_KEY_HEADER]
@@ -245,13 +320,11 @@ class GatewayAuthMiddleware:
                 scope.get("path"),
                 scope.get("client"),
             )
-            return scope, None, _Refusal(401, GATEWAY_KEY_MISMATCH, b"gateway key mismatch")
+            return scope, None, _KEY_MISMATCH
         try:
-            key_id = _decode(
-                _single(found[DELEGATED_KEY_ID_HEADER], DELEGATED_KEY_ID_HEADER),
-                DELEGATED_KEY_ID_HEADER,
-            )
-            source = _decode(_single(found[SOURCE_HEADER], SOURCE_HEADER), SOURCE_HEADER)
+            key_id = _text(found, DELEGATED_KEY_ID_HEADER)
+            source = _text(found, SOURCE_HEADER)
+            workspace_id = _workspace_id(_text(found, WORKSPACE_ID_HEADER))
             provider = None
             if key_id:
                 check_delegated_api_key_id(key_id)
@@ -268,46 +341,46 @@ class GatewayAuthMiddleware:
                 scope.get("client"),
                 reason,
             )
-            return scope, None, _Refusal(400, _INVALID_IDENTITY, b"invalid identity headers")
+            return scope, None, _INVALID_IDENTITY
 
         if not key_id or provider is None:
             # Authenticated, but nobody to act for: the app sees no identity (behaviour §11).
             return scope, identity_context(None, None), None
         extensions = dict(scope.get("extensions") or {})
-        extensions["aibridge"] = {
-            "provider": provider,
-            "source": source,
-            "delegated_api_key_id": key_id,
-        }
+        extensions["aibridge"] = aibridge_extension(provider, source, key_id, workspace_id)
         scope["extensions"] = extensions
-        return scope, identity_context(source, key_id), None
+        return scope, identity_context(source, key_id, workspace_id), None
 
 
 class _Refusal:
     """What the middleware answers instead of calling the app."""
 
-    __slots__ = ("body", "error", "status")
+    __slots__ = ("body", "headers", "status")
 
-    def __init__(self, status: int, error: bytes, body: bytes) -> None:
+    def __init__(self, status: int, body: bytes, error: bytes | None = None) -> None:
         self.status = status
-        self.error = error
         self.body = body
+        self.headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if error is not None:
+            self.headers.append((ERROR_HEADER, error))
+
+
+# The two answers coder's gateway gives: only the key refusal carries the error marker, the
+# one refusal its callers may retry.
+_KEY_MISMATCH = _Refusal(
+    401, b"AI Gateway authentication failed: gateway key mismatch", GATEWAY_KEY_MISMATCH
+)
+_INVALID_IDENTITY = _Refusal(400, b"invalid AI Gateway delegation metadata")
 
 
 async def _refuse(send: Send, refusal: _Refusal) -> None:
-    body = refusal.body
     await send(
-        {
-            "type": "http.response.start",
-            "status": refusal.status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (ERROR_HEADER, refusal.error),
-            ],
-        }
+        {"type": "http.response.start", "status": refusal.status, "headers": [*refusal.headers]}
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": refusal.body})
 
 
 def bridge_refusal(response: Any) -> Exception | None:

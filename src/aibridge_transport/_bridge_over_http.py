@@ -2,8 +2,13 @@
 
 `HTTPTransportFactory` hands out transports with the aibridge rules of the in-process
 factory (path rewrite, the delegated key gate) that send the request to a standalone bridge
-over a real connection pool, the identity travelling in `X-AIBridge-*` headers next to the
-gateway key. The bridge side is `GatewayAuthMiddleware`.
+over a real connection pool, the identity travelling in coder's `X-Coder-AI-Gateway-*`
+headers next to the gateway key. The bridge side is `GatewayAuthMiddleware`, or a Coder
+deployment's own standalone AI Gateway.
+
+A request is sent once. The pools are built with `retries=0` (httpx's own default, said
+aloud): nothing here replays a request, not even after a connection failure; retrying is the
+caller's decision, as in coder (behaviour §11).
 """
 
 from __future__ import annotations
@@ -23,12 +28,24 @@ from ._bridge_gateway import (
     GATEWAY_KEY_HEADER,
     HEADER_PREFIX,
     SOURCE_HEADER,
+    WORKSPACE_ID_HEADER,
     GatewayKey,
     bridge_refusal,
 )
-from ._bridge_identity import Source, check_source, delegated_api_key_id_from_context
-from ._bridge_over_http_sync import SyncHTTPRouteMixin, close_http_factory
-from ._bridge_paths import place_request_path, validate_provider_name
+from ._bridge_identity import (
+    Source,
+    check_source,
+    delegated_api_key_id_from_context,
+    delegated_attribution_from_context,
+)
+from ._bridge_over_http_sync import SyncHTTPRouteMixin, close_http_factory, pool_options
+from ._bridge_paths import (
+    AIBRIDGE_ROOT_PATH,
+    BRIDGE_ROOT_PATHS,
+    check_root_path,
+    place_request_path,
+    validate_provider_name,
+)
 from ._errors import MissingDelegatedAPIKeyError
 from ._flavors import Flavor, flavor_module, flavored_class, wrong_flavor_error
 from ._loop_host import SyncClosing
@@ -95,21 +112,31 @@ async def _finish(iterator: AsyncIterator[bytes]) -> None:
 class _Target:
     """Where one factory sends, in the form one client flavour needs."""
 
-    def __init__(self, module: ModuleType, base_url: str, pool_options: dict[str, Any]):
+    def __init__(
+        self, module: ModuleType, base_url: str, root: str, options: dict[str, Any]
+    ) -> None:
         self.module = module
         self.base = module.URL(base_url)
-        self.prefix: bytes = path_without_query(self.base.raw_path).rstrip(b"/")
+        self.root = root
+        self.prefix: bytes = _without_mount(path_without_query(self.base.raw_path).rstrip(b"/"))
         self.host: bytes = self.base.netloc
         self.request_class: Any = module.Request
-        self.pool_options = pool_options  # for the sync pool, made on first sync use
-        self.pool: Any = module.AsyncHTTPTransport(
-            verify=pool_options["verify"],
-            limits=module.Limits(
-                max_connections=pool_options["max_connections"],
-                max_keepalive_connections=pool_options["max_keepalive_connections"],
-                keepalive_expiry=pool_options["keepalive_expiry"],
-            ),
-        )
+        self.pool_options = options  # for the sync pool, made on first sync use
+        self.pool: Any = module.AsyncHTTPTransport(**pool_options(module, options))
+
+
+def _mount_of(base_path: bytes) -> str | None:
+    """The mount a base URL's path ends with (`.../api/v2/ai-gateway`), if any."""
+    for root in BRIDGE_ROOT_PATHS:
+        if base_path.endswith(root.encode()):
+            return root
+    return None
+
+
+def _without_mount(base_path: bytes) -> bytes:
+    # A base URL that holds a mount already is never prefixed twice (behaviour §2).
+    root = _mount_of(base_path)
+    return base_path[: -len(root)] if root is not None else base_path
 
 
 class _RedactedHeaders(list[tuple[bytes, bytes]]):
@@ -177,12 +204,13 @@ class _HTTPBridgeTransport:
         if key_id is None:
             raise MissingDelegatedAPIKeyError()
         url = request.url
-        placed = place_request_path(self._provider, url.raw_path)
+        placed = place_request_path(self._provider, url.raw_path, target.root)
         query: bytes = url.query
         bridge_url = target.base.copy_with(
             raw_path=target.prefix + placed.raw_path + (b"?" + query if query else b"")
         )
-        # The caller's own X-AIBridge-* headers are never trusted, so never sent (behaviour §11).
+        # The caller's own X-Coder-AI-Gateway-* headers are never trusted, so never sent
+        # (behaviour §11).
         headers = _RedactedHeaders([(b"Host", target.host)])
         headers += [
             (name, value)
@@ -194,6 +222,9 @@ class _HTTPBridgeTransport:
             (DELEGATED_KEY_ID_HEADER, key_id.encode("utf-8")),
             (SOURCE_HEADER, self._identity_source),
         ]
+        workspace_id = delegated_attribution_from_context()
+        if workspace_id is not None:
+            headers.append((WORKSPACE_ID_HEADER, str(workspace_id).encode("ascii")))
         return target.module.Request(
             request.method,
             bridge_url,
@@ -236,6 +267,18 @@ def _check_base_url(base_url: str) -> str:
     return base_url
 
 
+def _choose_mount(base_url: str, root_path: str | None) -> str:
+    in_base = _mount_of(path_without_query(httpx.URL(base_url).raw_path).rstrip(b"/"))
+    if root_path is None:
+        return in_base or AIBRIDGE_ROOT_PATH
+    root = check_root_path(root_path)
+    if in_base is not None and in_base != root:
+        raise ValueError(
+            f"base_url ends with the mount {in_base!r} but root_path is {root!r}; give one of them"
+        )
+    return root
+
+
 class HTTPTransportFactory(SyncClosing):
     """
     Hands out transports that send to a standalone bridge over HTTP (behaviour §11).
@@ -262,7 +305,13 @@ class HTTPTransportFactory(SyncClosing):
     Arguments:
         base_url: The bridge's URL, with an optional path prefix
             (`https://gw.example/aibridge-svc` sends to `.../aibridge-svc/api/v2/aibridge/...`).
-        gateway_key: The secret the bridge's `GatewayAuthMiddleware` checks. Not empty.
+            A base URL that ends with a mount (`https://coder.example/api/v2/ai-gateway`)
+            is not prefixed again, and names the mount.
+        gateway_key: The secret the bridge's `GatewayAuthMiddleware` (or a Coder
+            deployment's AI Gateway) checks. Not empty.
+        root_path: The bridge's mount: `AIBRIDGE_ROOT_PATH` (`/api/v2/aibridge`) or
+            `AI_GATEWAY_ROOT_PATH` (`/api/v2/ai-gateway`). The default is the mount the base
+            URL ends with, else `AIBRIDGE_ROOT_PATH`.
         verify: TLS verification, as for `httpx.AsyncHTTPTransport`.
         max_connections: Upper bound of connections per pool.
         max_keepalive_connections: Idle connections kept per pool.
@@ -274,12 +323,14 @@ class HTTPTransportFactory(SyncClosing):
         base_url: str,
         gateway_key: str,
         *,
+        root_path: str | None = None,
         verify: ssl.SSLContext | str | bool = True,
         max_connections: int | None = 100,
         max_keepalive_connections: int | None = 20,
         keepalive_expiry: float | None = 5.0,
     ) -> None:
         self.base_url = _check_base_url(base_url)
+        self.root_path = _choose_mount(self.base_url, root_path)
         self._gateway_key = GatewayKey(gateway_key)
         self._pool_options: dict[str, Any] = {
             "verify": verify,
@@ -308,7 +359,7 @@ class HTTPTransportFactory(SyncClosing):
         with self._lock:  # one pool per flavour, even when first asked from two threads
             target = self._targets.get(flavor)
             if target is None:
-                target = _Target(module, self.base_url, self._pool_options)
+                target = _Target(module, self.base_url, self.root_path, self._pool_options)
                 self._targets[flavor] = target
         transport = _route_class(module)(target, provider, source_name, self._gateway_key)
         self._transports.add(transport)

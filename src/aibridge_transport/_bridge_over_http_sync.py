@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ._bridge_gateway import bridge_refusal
 from ._sync import Reader
 
-__all__ = ["SyncHTTPRouteMixin", "close_http_factory", "sync_http_body_class"]
+__all__ = ["SyncHTTPRouteMixin", "close_http_factory", "pool_options", "sync_http_body_class"]
 
 _POOLS = threading.Lock()
 
@@ -87,6 +87,23 @@ def sync_http_body_class(module: Any) -> type[SyncHTTPBody]:
     return cached
 
 
+def pool_options(module: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """The keywords of a flavour's connection pool, sync or async, for the factory's options.
+
+    `retries=0`: a request is never re-sent by the transport, not even after a connection
+    failure (behaviour §11). It is httpx's default; it is spelt out so that it stays.
+    """
+    return {
+        "verify": options["verify"],
+        "retries": 0,
+        "limits": module.Limits(
+            max_connections=options["max_connections"],
+            max_keepalive_connections=options["max_keepalive_connections"],
+            keepalive_expiry=options["keepalive_expiry"],
+        ),
+    }
+
+
 def _sync_pool(target: Any) -> Any:
     pool = getattr(target, "sync_pool", None)
     if pool is None:
@@ -94,14 +111,8 @@ def _sync_pool(target: Any) -> Any:
             pool = getattr(target, "sync_pool", None)
             if pool is None:
                 module = target.module
-                options = target.pool_options
                 pool = target.sync_pool = module.HTTPTransport(
-                    verify=options["verify"],
-                    limits=module.Limits(
-                        max_connections=options["max_connections"],
-                        max_keepalive_connections=options["max_keepalive_connections"],
-                        keepalive_expiry=options["keepalive_expiry"],
-                    ),
+                    **pool_options(module, target.pool_options)
                 )
     return pool
 

@@ -1,9 +1,11 @@
-"""Provider names and the path rewrite (behaviour §§2 and 3).
+"""Provider names, the two mounts and the path rewrite (behaviour §§2 and 3).
 
 A provider name is exactly one path segment. A request path is placed under
-`/api/v2/aibridge/<provider>/`, with dot segments resolved and containment judged on the
-decoded path, so that no spelling of `..` (plain, `%2e%2e`, or hidden behind `%2f`) can
-leave the provider's subtree.
+`<mount>/<provider>/`, the mount being `/api/v2/aibridge` (the default) or coder's canonical
+`/api/v2/ai-gateway`, with dot segments resolved and containment judged on the decoded path,
+so that no spelling of `..` (plain, `%2e%2e`, or hidden behind `%2f`) can leave the
+provider's subtree. Both mounts are aliases: a path already under either one is placed under
+the chosen one, never prefixed twice, and the bridge side answers under both.
 """
 
 from __future__ import annotations
@@ -17,14 +19,21 @@ from ._rules import has_control_character, path_without_query
 
 __all__ = [
     "AIBRIDGE_ROOT_PATH",
+    "AI_GATEWAY_ROOT_PATH",
+    "BRIDGE_ROOT_PATHS",
     "BridgePath",
     "bridge_path",
+    "check_root_path",
     "place_request_path",
+    "split_bridge_path",
     "validate_provider_name",
 ]
 
 AIBRIDGE_ROOT_PATH = "/api/v2/aibridge"
-_ROOT_SEGMENTS = ("api", "v2", "aibridge")
+AI_GATEWAY_ROOT_PATH = "/api/v2/ai-gateway"
+# Every mount the bridge answers under, coder's canonical one first (behaviour §2).
+BRIDGE_ROOT_PATHS = (AI_GATEWAY_ROOT_PATH, AIBRIDGE_ROOT_PATH)
+_ROOT_SEGMENTS = {root: tuple(root.strip("/").split("/")) for root in BRIDGE_ROOT_PATHS}
 _FORBIDDEN_IN_NAME = {"/": "a slash", "\\": "a backslash", "%": "a percent sign"}
 _FORBIDDEN_IN_NAME |= {"?": "a question mark", "#": "a hash sign"}
 _MAX_PROVIDER_NAME_LENGTH = 255
@@ -68,6 +77,30 @@ def validate_provider_name(name: object) -> str:
     return name
 
 
+def check_root_path(root_path: object) -> str:
+    """Return `root_path` if it is one of the bridge's mounts, else raise saying which are."""
+    if not isinstance(root_path, str):
+        raise TypeError(f"root_path must be a str, not {type(root_path).__name__}")
+    if root_path not in BRIDGE_ROOT_PATHS:
+        raise ValueError(
+            f"root_path must be AI_GATEWAY_ROOT_PATH ({AI_GATEWAY_ROOT_PATH!r}) or "
+            f"AIBRIDGE_ROOT_PATH ({AIBRIDGE_ROOT_PATH!r}), got {root_path!r}"
+        )
+    return root_path
+
+
+def split_bridge_path(path: str) -> tuple[str, str, str] | None:
+    """`(mount, provider segment, rest)` of a decoded path under either mount, else `None`.
+
+    `rest` starts with `/` (or is empty); the provider segment is not validated here.
+    """
+    for root in BRIDGE_ROOT_PATHS:
+        if path.startswith(root + "/"):
+            provider, slash, rest = path[len(root) + 1 :].partition("/")
+            return root, provider, slash + rest
+    return None
+
+
 class BridgePath:
     """A request path placed under the provider's subtree: `path` decoded, `raw_path` encoded."""
 
@@ -81,29 +114,32 @@ class BridgePath:
         return f"BridgePath(path={self.path!r}, raw_path={self.raw_path!r})"
 
 
-def _refuse(provider: str, raw_path: str, why: str) -> PathOutsideProviderError:
+def _refuse(provider: str, raw_path: str, why: str, root: str) -> PathOutsideProviderError:
     return PathOutsideProviderError(
         f"request path {raw_path!r} refused for provider {provider!r}: {why}; "
-        f"requests stay under {AIBRIDGE_ROOT_PATH}/{provider}/"
+        f"requests stay under {root}/{provider}/"
     )
 
 
-def bridge_path(provider: str, raw_path: str) -> BridgePath:
-    """Place `raw_path` (percent-encoded, no query) under `/api/v2/aibridge/<provider>/`.
+def bridge_path(provider: str, raw_path: str, root: str = AIBRIDGE_ROOT_PATH) -> BridgePath:
+    """Place `raw_path` (percent-encoded, no query) under `<root>/<provider>/`.
 
-    Repeated slashes collapse, a trailing slash is kept, an already prefixed path is not
-    prefixed again, and dot segments are resolved; a path that would leave the provider's
-    subtree raises `PathOutsideProviderError`.
+    `root` is one of `BRIDGE_ROOT_PATHS`. Repeated slashes collapse, a trailing slash is
+    kept, a path already under either mount for this provider is not prefixed again (it is
+    placed under `root`), and dot segments are resolved; a path that would leave the
+    provider's subtree raises `PathOutsideProviderError`.
     """
     segments = [segment for segment in raw_path.split("/") if segment]
     decoded = [unquote(segment) for segment in segments]
     for segment in decoded:
         if has_control_character(segment):
-            raise _refuse(provider, raw_path, "it holds a control character")
+            raise _refuse(provider, raw_path, "it holds a control character", root)
 
     start = 0
-    if tuple(decoded[:4]) == (*_ROOT_SEGMENTS, provider):
-        start = 4  # SDK base URLs often hold the prefix already
+    for segments_of_a_mount in _ROOT_SEGMENTS.values():
+        if tuple(decoded[:4]) == (*segments_of_a_mount, provider):
+            start = 4  # SDK base URLs often hold a prefix already, either mount's
+            break
     trailing_slash = raw_path.endswith("/") or not segments
 
     kept: list[str] = []
@@ -113,7 +149,7 @@ def bridge_path(provider: str, raw_path: str) -> BridgePath:
             continue
         if plain == "..":
             if not kept:
-                raise _refuse(provider, raw_path, "'..' climbs above the provider")
+                raise _refuse(provider, raw_path, "'..' climbs above the provider", root)
             kept.pop()
             kept_decoded.pop()
             continue
@@ -128,15 +164,16 @@ def bridge_path(provider: str, raw_path: str) -> BridgePath:
         if part == "..":
             depth -= 1
             if depth < 0:
-                raise _refuse(provider, raw_path, "an encoded '..' climbs above the provider")
+                raise _refuse(provider, raw_path, "an encoded '..' climbs above the provider", root)
         elif part not in ("", "."):
             depth += 1
 
-    prefix_raw = [*_ROOT_SEGMENTS, quote(provider, safe=_SEGMENT_SAFE)]
-    prefix_plain = [*_ROOT_SEGMENTS, provider]
+    root_segments = _ROOT_SEGMENTS[root]
+    prefix_raw = [*root_segments, quote(provider, safe=_SEGMENT_SAFE)]
+    prefix_plain = [*root_segments, provider]
     suffix = "/" if trailing_slash else ""
     if start and not kept and not raw_path.endswith("/") and segments[-1:] == segments[3:4]:
-        suffix = ""  # exactly `/api/v2/aibridge/<provider>`: left as it is
+        suffix = ""  # exactly `<mount>/<provider>`: no slash added
     raw = "/" + "/".join(prefix_raw + kept) + suffix
     plain_path = "/" + "/".join(prefix_plain + kept_decoded) + suffix
     return BridgePath(plain_path, raw.encode("ascii"))
@@ -150,13 +187,13 @@ _CACHED_PATHS_MAX = 1024
 
 
 @functools.lru_cache(maxsize=_CACHED_PATHS_MAX)
-def _placed(provider: str, raw_path: bytes) -> BridgePath:
-    return bridge_path(provider, raw_path.decode("ascii"))
+def _placed(provider: str, raw_path: bytes, root: str) -> BridgePath:
+    return bridge_path(provider, raw_path.decode("ascii"), root)
 
 
-def place_request_path(provider: str, raw_path: bytes) -> BridgePath:
+def place_request_path(provider: str, raw_path: bytes, root: str) -> BridgePath:
     """`bridge_path` for an httpx `raw_path` (percent-encoded, the query after `?`)."""
     path = path_without_query(raw_path)
     if len(path) <= _CACHED_PATH_MAX_LENGTH:
-        return _placed(provider, path)
-    return bridge_path(provider, path.decode("ascii"))
+        return _placed(provider, path, root)
+    return bridge_path(provider, path.decode("ascii"), root)

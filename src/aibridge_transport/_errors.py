@@ -79,7 +79,7 @@ class InvalidProviderNameError(AIBridgeTransportError, ValueError):
 
 
 class PathOutsideProviderError(AIBridgeTransportError, ValueError):
-    """A request path that would leave `/api/v2/aibridge/<provider>/`."""
+    """A request path that would leave `<mount>/<provider>/`."""
 
 
 class InvalidRequestHeaderError(AIBridgeTransportError, ValueError):
@@ -88,4 +88,4 @@ class InvalidRequestHeaderError(AIBridgeTransportError, ValueError):
 
 class InvalidIdentityError(AIBridgeTransportError, ValueError):
     """A source or delegated API key id that cannot travel as-is (control character,
-    surrounding whitespace, empty source)."""
+    surrounding whitespace, empty source), or a workspace id that is not a UUID."""

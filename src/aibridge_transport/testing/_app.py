@@ -12,8 +12,12 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .._bridge_identity import delegated_api_key_id_from_context, source_from_context
-from .._bridge_paths import AIBRIDGE_ROOT_PATH
+from .._bridge_identity import (
+    delegated_api_key_id_from_context,
+    delegated_attribution_from_context,
+    source_from_context,
+)
+from .._bridge_paths import AI_GATEWAY_ROOT_PATH, AIBRIDGE_ROOT_PATH, split_bridge_path
 from ..types import Receive, Scope, Send
 from ._formats import (
     AnthropicMessages,
@@ -86,20 +90,25 @@ def _served(api: ProviderAPI) -> str:
     return ", ".join(f"{method} {path}" for method, path in _ROUTES[api])
 
 
+_MOUNTS: Final = f"{AI_GATEWAY_ROOT_PATH}/<instance> (or {AIBRIDGE_ROOT_PATH}/<instance>)"
+
+
 class FakeAIBridge:
     """
-    An ASGI app that answers like the AI providers under `/api/v2/aibridge/<provider>/...`:
-    OpenAI chat completions and Responses, Anthropic messages (also `?beta=true`) and their
-    token count, and a models listing. Streams use each provider's SSE framing, one ASGI
-    body message per event unless `chunking` says otherwise.
+    An ASGI app that answers like the AI providers under `/api/v2/ai-gateway/<instance>/...`
+    and its alias `/api/v2/aibridge/<instance>/...`: OpenAI chat completions and Responses,
+    Anthropic messages (also `?beta=true`) and their token count, and a models listing.
+    Streams use each provider's SSE framing, one ASGI body message per event unless
+    `chunking` says otherwise.
 
     Requests are checked as the real APIs check them: a request they would refuse gets
     their 400 (`invalid_request_error`, naming what is wrong) and takes no reply from the
-    queue. An unknown provider or route gets a 404 in the provider's error shape.
+    queue. An unknown provider instance or route gets a 404 in the provider's error shape,
+    naming the instance.
 
     Replies come from a queue, one per request (`queue(...)`); when it is empty, `default`
-    answers. Every request is recorded in `requests`, with the source and delegated key id
-    the app saw and how its answer ended.
+    answers. Every request is recorded in `requests`, with the source, delegated key id and
+    attribution the app saw and how its answer ended.
 
     ```python
     bridge = FakeAIBridge()
@@ -111,8 +120,9 @@ class FakeAIBridge:
         default: The reply used when the queue is empty.
         validate: Check requests as the real APIs do (`False` answers anything that parses).
         chunking: How stream events are cut into body chunks (default: one event each).
-        providers: Provider names to the API each speaks (default: `openai` and
-            `anthropic`); a name not listed gets a 404.
+        providers: Provider instance names to the API each speaks, as a deployment names
+            its providers (`{"openai-eu": "openai"}`; default: `openai` and `anthropic`,
+            `DEFAULT_PROVIDERS`); an instance not listed gets a 404.
     """
 
     def __init__(
@@ -175,24 +185,29 @@ class FakeAIBridge:
         self._served += 1
         number = self._served
         path = _route_path(request.scope)
-        prefix = AIBRIDGE_ROOT_PATH + "/"
-        provider, _, rest = path.removeprefix(prefix).partition("/")
-        api = self.providers.get(provider) if path.startswith(prefix) else None
+        placed = split_bridge_path(path)
+        provider, rest = (placed[1], placed[2]) if placed is not None else ("", "")
+        api = self.providers.get(provider) if placed is not None else None
         if api is None:
             served = "; ".join(
-                f"'{name}' ({_served(kind)})" for name, kind in self.providers.items()
+                f"'{name}' ({kind}: {_served(kind)})" for name, kind in self.providers.items()
+            )
+            asked = (
+                f"no provider instance named '{provider}'"
+                if placed is not None
+                else "nothing outside its mounts"
             )
             message = (
-                f"The fake bridge serves no provider named '{provider}' (path {path}). It "
-                f"serves, under {AIBRIDGE_ROOT_PATH}/<provider>: {served}."
+                f"The fake bridge serves {asked} (path {path}). It serves, under "
+                f"{_MOUNTS}: {served}."
             )
             body = openai_error(404, message, code="unknown_provider")
             return _json(body, 404, _Call(request, "openai", number))
-        handler_name = _ROUTES[api].get((request.method, "/" + rest))
+        handler_name = _ROUTES[api].get((request.method, rest or "/"))
         if handler_name is None:
             message = (
-                f"Invalid URL ({request.method} {path}): the '{provider}' provider serves "
-                f"{_served(api)}."
+                f"Invalid URL ({request.method} {path}): the provider instance '{provider}' "
+                f"({api}) serves {_served(api)}."
             )
             call = _Call(request, api, number)
             return _json(call.error_body(404, message), 404, call)
@@ -212,10 +227,9 @@ class FakeAIBridge:
             # Nesting deeper than the parser's recursion limit is no JSON the API takes either.
             body, parsed = None, False
         extensions = request.scope.get("extensions", {}).get("aibridge")
+        placed = split_bridge_path(_route_path(request.scope))
         record = RecordedRequest(
-            provider=_route_path(request.scope)
-            .removeprefix(AIBRIDGE_ROOT_PATH + "/")
-            .split("/")[0],
+            provider=placed[1] if placed is not None else "",
             method=request.method,
             path=request.scope["path"],
             query=request.scope["query_string"].decode("latin-1"),
@@ -223,6 +237,7 @@ class FakeAIBridge:
             body=body,
             source=source_from_context(),
             delegated_api_key_id=delegated_api_key_id_from_context(),
+            workspace_id=delegated_attribution_from_context(),
             extensions=dict(extensions) if extensions is not None else None,
         )
         with self._arrivals.lock:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .._bridge_gateway import GATEWAY_KEY_HEADER
 from ._wake import Waiters
 
 __all__ = ["Outcome", "RecordedRequest", "redact_headers"]
 
 Outcome = Literal["running", "completed", "disconnected", "cancelled", "crashed"]
 
-_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-aibridge-gateway-key"})
+_SECRET_HEADERS = frozenset({"authorization", "x-api-key", GATEWAY_KEY_HEADER.decode()})
 
 
 def redact_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -44,6 +46,7 @@ class RecordedRequest:
         source: `source_from_context()` inside the app.
         delegated_api_key_id: `delegated_api_key_id_from_context()` inside the app.
         extensions: `scope["extensions"]["aibridge"]`, or `None` when absent.
+        workspace_id: `delegated_attribution_from_context()` inside the app.
     """
 
     provider: str
@@ -55,6 +58,7 @@ class RecordedRequest:
     source: str | None
     delegated_api_key_id: str | None
     extensions: Mapping[str, Any] | None
+    workspace_id: uuid.UUID | None = None
     status: int | None = None
     """The status the bridge answered with (`None` if it never started a response)."""
     error: str | None = None
