@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
+import anthropic
 import anyio
 import pytest
 from sdk_helpers import forbid_network
@@ -15,6 +16,7 @@ from sdk_helpers import forbid_network
 # factory keeps the flavour classes it built. Importing the flavours here keeps both alive.
 import aibridge_transport.httpx2
 import aibridge_transport.testing  # noqa: F401
+from aibridge_transport.testing._versions import ANTHROPIC_VERSIONS
 
 pytest_plugins = ["pytester"]
 
@@ -67,3 +69,20 @@ def test_test_blocks_pass_with_the_fixtures(block: str, pytester: pytest.Pyteste
     pytester.makepyfile(test_docs_block=block)
     result = pytester.runpytest()
     result.assert_outcomes(passed=2 * block.count("async def test_"))
+
+
+def locked_version(package: str) -> str:
+    lock = PAGE.parent.parent / "requirements" / "lock.txt"
+    [version] = re.findall(rf"^{package}==(\S+)", lock.read_text(), flags=re.MULTILINE)
+    return str(version)
+
+
+def test_the_page_names_the_versions_the_fake_is_checked_against() -> None:
+    # The conformance suite runs against the locked SDKs; the page says which, and the
+    # Anthropic API version their default header names.
+    text = PAGE.read_text()
+    assert f"openai {locked_version('openai')}" in text
+    assert f"anthropic {locked_version('anthropic')}" in text
+    assert f"`{anthropic._constants.ANTHROPIC_API_VERSION}` | anthropic 2.x by default" in text
+    versions = [rules.version for rules in ANTHROPIC_VERSIONS]
+    assert all(f"| `{version}` |" in text for version in versions)

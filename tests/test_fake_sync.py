@@ -125,7 +125,8 @@ def test_sync_openai_tool_calls_without_their_tool_messages_are_refused() -> Non
     assert error.request_id.startswith("req_fake_")
 
 
-def test_sync_anthropic_system_role_and_orphan_tool_result_are_refused() -> None:
+def test_sync_anthropic_system_turn_is_answered_and_orphan_tool_result_refused() -> None:
+    # Current models take `system` turns inside `messages`; the real API answers them.
     system_turn: Any = [{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"}]
     orphan: Any = [
         {"role": "user", "content": "look it up"},
@@ -137,14 +138,10 @@ def test_sync_anthropic_system_role_and_orphan_tool_result_are_refused() -> None
     ]
     with sync_clients() as clients:
         client = clients.anthropic()
-        with pytest.raises(anthropic.BadRequestError) as system:
-            client.messages.create(model="c", max_tokens=64, messages=system_turn)
+        answered = client.messages.create(model="c", max_tokens=64, messages=system_turn)
         with pytest.raises(anthropic.BadRequestError) as orphaned:
             client.messages.create(model="c", max_tokens=64, messages=orphan)
-    assert anthropic_message(system.value) == (
-        'messages: Unexpected role "system". The Messages API accepts a top-level `system` '
-        'parameter, not "system" as an input message role.'
-    )
+    assert answered.stop_reason == "end_turn"
     assert anthropic_message(orphaned.value) == (
         "messages.2.content.0: unexpected `tool_use_id` found in `tool_result` blocks: "
         "toolu_x. Each `tool_result` block must have a corresponding `tool_use` block in the "
@@ -166,10 +163,10 @@ def test_sync_anthropic_without_max_tokens_is_refused_by_the_bridge() -> None:
 
 
 def test_sync_validation_can_be_relaxed_per_bridge() -> None:
-    system_turn: Any = [{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"}]
+    unknown_role: Any = [{"role": "tool", "content": "be nice"}, {"role": "user", "content": "hi"}]
     with sync_clients(FakeAIBridge(validate=False)) as clients:
         message = clients.anthropic().messages.create(
-            model="c", max_tokens=64, messages=system_turn
+            model="c", max_tokens=64, messages=unknown_role
         )
         with clients.http("openai") as raw:
             response = raw.post("/v1/chat/completions", content=b"{not json")
@@ -491,12 +488,14 @@ async def test_sync_sdk_in_a_worker_thread_meets_the_same_validation() -> None:
             with with_delegated_api_key_id(KEY_ID):
                 with pytest.raises(anthropic.BadRequestError) as caught:
                     clients.anthropic().messages.create(
-                        model="c", max_tokens=64, messages=[{"role": "system", "content": "x"}]
+                        model="c",
+                        max_tokens=64,
+                        messages=cast(Any, [{"role": "tool", "content": "x"}]),
                     )
             return caught.value
 
         error = await anyio.to_thread.run_sync(refused)
-    assert anthropic_message(error).startswith('messages: Unexpected role "system".')
+    assert anthropic_message(error).startswith("messages.0.role: Input should be 'user'")
     assert bridge.last_request.status == 400
 
 

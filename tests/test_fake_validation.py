@@ -15,6 +15,7 @@ pytestmark = pytest.mark.anyio
 
 CALL = {"id": "call_x", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
 USE = {"type": "tool_use", "id": "toolu_x", "name": "lookup", "input": {}}
+OLD_VERSION = {"anthropic-version": "2023-06-01"}
 
 
 @pytest.fixture(autouse=True)
@@ -228,16 +229,6 @@ async def test_responses_function_call_without_its_output_is_refused() -> None:
     assert openai_error(caught.value)["message"] == "No tool output found for function call call_z."
 
 
-async def test_anthropic_system_role_in_messages_is_refused() -> None:
-    error = await anthropic_refusal(
-        [{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"}]
-    )
-    assert anthropic_message(error) == (
-        'messages: Unexpected role "system". The Messages API accepts a top-level `system` '
-        'parameter, not "system" as an input message role.'
-    )
-
-
 async def test_anthropic_tool_result_without_its_tool_use_is_refused() -> None:
     messages = [
         {"role": "user", "content": "look it up"},
@@ -291,7 +282,9 @@ async def test_anthropic_consecutive_turns_of_one_role_are_merged_not_refused() 
 
 async def test_anthropic_unknown_role_is_refused() -> None:
     error = await anthropic_refusal([{"role": "tool", "content": "hi"}])
-    assert anthropic_message(error) == "messages.0.role: Input should be 'user' or 'assistant'"
+    assert anthropic_message(error) == (
+        "messages.0.role: Input should be 'user', 'assistant' or 'system'"
+    )
 
 
 @pytest.mark.parametrize(
@@ -306,9 +299,11 @@ async def test_anthropic_unknown_role_is_refused() -> None:
 async def test_anthropic_fields_of_the_wrong_type_or_range_are_refused(
     options: dict[str, Any], message: str
 ) -> None:
-    # anthropic 2.x no longer takes sampling settings as arguments; some callers still send
-    # them in the body, where the API checks them.
-    error = await anthropic_refusal([{"role": "user", "content": "hi"}], extra_body=options)
+    # anthropic 2.x no longer takes sampling settings as arguments; callers on the older API
+    # version (litellm's 2023-06-01) still send them in the body, where the API checks them.
+    error = await anthropic_refusal(
+        [{"role": "user", "content": "hi"}], extra_body=options, extra_headers=OLD_VERSION
+    )
     assert anthropic_message(error) == message
 
 
@@ -351,7 +346,7 @@ async def test_a_refused_request_leaves_the_queued_reply_for_the_next() -> None:
 
 
 async def test_validation_can_be_relaxed_per_bridge() -> None:
-    messages = [{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"}]
+    messages = [{"role": "tool", "content": "be nice"}, {"role": "user", "content": "hi"}]
     async with fake_clients(FakeAIBridge(validate=False)) as clients:
         message = await clients.anthropic().messages.create(
             model="claude-test", max_tokens=64, messages=cast(Any, messages)

@@ -11,6 +11,7 @@ except ImportError as exc:
     ) from exc
 
 from ._app import DEFAULT_PROVIDERS, FakeAIBridge, ProviderAPI
+from ._models import MODEL_SNAPSHOTS
 from ._record import Outcome, RecordedRequest
 from ._script import (
     ARGUMENT_PIECE_SIZE,
@@ -31,6 +32,7 @@ from ._transport import live_exchanges, wait_apps_ended
 __all__ = [
     "ARGUMENT_PIECE_SIZE",
     "DEFAULT_PROVIDERS",
+    "MODEL_SNAPSHOTS",
     "Chunking",
     "Crash",
     "Ending",

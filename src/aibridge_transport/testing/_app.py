@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -28,11 +29,13 @@ from ._formats import (
     openai_error,
     plan_reply,
 )
+from ._models import MODEL_SNAPSHOTS
 from ._record import RecordedRequest, redact_headers
 from ._script import Chunking, Crash, HTTPError, Reply, Script, SimulatedCrash, Stall
 from ._sse import ChunkWriter
 from ._tokens import input_tokens
 from ._validate import (
+    ANTHROPIC_MAX_REQUEST_BYTES,
     Invalid,
     validate_anthropic_messages,
     validate_openai_chat,
@@ -75,6 +78,29 @@ _NOT_JSON: Final = (
     "We could not parse the JSON body of your request. The API expects a JSON object as "
     "the body, but what was sent was not valid JSON."
 )
+_TOO_LARGE: Final = "Request exceeds the maximum allowed number of bytes."
+
+Check = Callable[[Mapping[str, Any], Mapping[str, str]], None]
+
+
+class _NotJSON(ValueError):
+    """A number JSON does not have (`NaN`, `Infinity`, or one too large for a float)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJSON(name)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotJSON(text)
+    return value
+
+
+def _parse(raw: bytes) -> Any:
+    """Strict JSON: Python's parser takes `NaN` and `Infinity`, which JSON has not."""
+    return json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
 
 
 def _route_path(scope: Scope) -> str:
@@ -101,14 +127,15 @@ class FakeAIBridge:
     Streams use each provider's SSE framing, one ASGI body message per event unless
     `chunking` says otherwise.
 
-    Requests are checked as the real APIs check them: a request they would refuse gets
-    their 400 (`invalid_request_error`, naming what is wrong) and takes no reply from the
-    queue. An unknown provider instance or route gets a 404 in the provider's error shape,
-    naming the instance.
+    Requests are checked as the real APIs check them today: a request they would refuse
+    gets their 400 (`invalid_request_error`, naming what is wrong; Anthropic's 413 over its
+    size limit; Anthropic's rules of the `anthropic-version` the request names) and takes no
+    reply from the queue. An unknown provider instance or route gets a 404 in the provider's
+    error shape, naming the instance.
 
-    Replies come from a queue, one per request (`queue(...)`); when it is empty, `default`
-    answers. Every request is recorded in `requests`, with the source, delegated key id and
-    attribution the app saw and how its answer ended.
+    Replies come from a queue, one per request on every route (`queue(...)`); when it is
+    empty, `default` answers. Every request is recorded in `requests`, with the source,
+    delegated key id and attribution the app saw and how its answer ended.
 
     ```python
     bridge = FakeAIBridge()
@@ -123,6 +150,8 @@ class FakeAIBridge:
         providers: Provider instance names to the API each speaks, as a deployment names
             its providers (`{"openai-eu": "openai"}`; default: `openai` and `anthropic`,
             `DEFAULT_PROVIDERS`); an instance not listed gets a 404.
+        model_snapshots: Model aliases to the dated snapshot an answer names, as the real
+            APIs report them (default: `MODEL_SNAPSHOTS`); a name not listed is echoed.
     """
 
     def __init__(
@@ -132,12 +161,16 @@ class FakeAIBridge:
         validate: bool = True,
         chunking: Chunking | None = None,
         providers: Mapping[str, ProviderAPI] | None = None,
+        model_snapshots: Mapping[str, str] | None = None,
     ) -> None:
         self.default: Script = default if default is not None else Reply()
         self.validate = validate
         self.chunking = chunking
         self.providers: dict[str, ProviderAPI] = dict(
             providers if providers is not None else DEFAULT_PROVIDERS
+        )
+        self.model_snapshots: dict[str, str] = dict(
+            model_snapshots if model_snapshots is not None else MODEL_SNAPSHOTS
         )
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Script] = deque()
@@ -217,12 +250,12 @@ class FakeAIBridge:
     def _next_script(self) -> Script:
         return self._queue.popleft() if self._queue else self.default
 
-    async def _record(self, request: Request) -> tuple[RecordedRequest, bool]:
-        """Record the request; also say whether its body parsed as JSON."""
+    async def _record(self, request: Request) -> tuple[RecordedRequest, bool, int]:
+        """Record the request; also say whether its body parsed as JSON, and its size."""
         raw = await request.body()
         parsed = True
         try:
-            body = json.loads(raw) if raw else None
+            body = _parse(raw) if raw else None
         except (ValueError, RecursionError):
             # Nesting deeper than the parser's recursion limit is no JSON the API takes either.
             body, parsed = None, False
@@ -243,121 +276,128 @@ class FakeAIBridge:
         with self._arrivals.lock:
             self.requests.append(record)
             self._arrivals.wake_all()
-        return record, parsed and (raw == b"" or isinstance(body, dict))
+        return record, parsed and (raw == b"" or isinstance(body, dict)), len(raw)
 
-    def _refuse(self, record: RecordedRequest, call: _Call, invalid: Invalid) -> Response:
-        record.status = 400
+    def _refuse(
+        self, record: RecordedRequest, call: _Call, invalid: Invalid, status: int = 400
+    ) -> Response:
+        record.status = status
         record.error = invalid.message
         record._end("completed")
-        body = call.error_body(400, invalid.message, param=invalid.param, code=invalid.code)
-        return _json(body, 400, call)
+        body = call.error_body(status, invalid.message, param=invalid.param, code=invalid.code)
+        return _json(body, status, call)
 
-    async def _checked(
-        self, call: _Call, check: Callable[[Mapping[str, Any]], None]
-    ) -> tuple[RecordedRequest, Response | None]:
-        """Record the request and check it; return the 400 when the real API would refuse."""
-        record, parsed = await self._record(call.request)
+    async def _checked(self, call: _Call, check: Check) -> tuple[RecordedRequest, Response | None]:
+        """Record the request and check it; return the 4xx when the real API would refuse."""
+        record, parsed, size = await self._record(call.request)
         if not self.validate:
             return record, None
+        if call.api == "anthropic" and size > ANTHROPIC_MAX_REQUEST_BYTES:
+            # Anthropic's size limit answers before any check of the content.
+            return record, self._refuse(record, call, Invalid(_TOO_LARGE), 413)
         try:
             if not parsed or not isinstance(record.body, dict):
                 raise Invalid(_NOT_JSON)
-            check(record.body)
+            check(record.body, record.headers)
         except Invalid as invalid:
             return record, self._refuse(record, call, invalid)
         return record, None
 
     async def _chat(self, call: _Call) -> Response:
-        return await self._answer(call, OpenAIChat, validate_openai_chat)
+        return await self._answer(call, OpenAIChat, lambda body, _: validate_openai_chat(body))
 
     async def _responses(self, call: _Call) -> Response:
-        return await self._answer(call, OpenAIResponses, validate_openai_responses)
+        def check(body: Mapping[str, Any], headers: Mapping[str, str]) -> None:
+            validate_openai_responses(body)
+
+        return await self._answer(call, OpenAIResponses, check)
 
     async def _messages(self, call: _Call) -> Response:
         return await self._answer(call, AnthropicMessages, validate_anthropic_messages)
 
     async def _count_tokens(self, call: _Call) -> Response:
-        def check(body: Mapping[str, Any]) -> None:
-            validate_anthropic_messages(body, count_tokens=True)
+        def check(body: Mapping[str, Any], headers: Mapping[str, str]) -> None:
+            validate_anthropic_messages(body, headers, count_tokens=True)
 
         record, refused = await self._checked(call, check)
         if refused is not None:
             return refused
-        record.status = 200
-        record._end("completed")
         body = record.body if isinstance(record.body, dict) else {}
-        return _json({"input_tokens": input_tokens(body)}, 200, call)
+        count = {"input_tokens": input_tokens(body)}
+        return self._whole(call, record, self._next_script(), lambda: count)
 
     async def _models(self, call: _Call) -> Response:
-        record, _ = await self._record(call.request)
-        record.status = 200
-        record._end("completed")
-        if call.api == "anthropic" or "anthropic-version" in record.headers:
-            model = {
-                "type": "model",
-                "id": _DEFAULT_MODEL,
-                "display_name": "Fake model",
-                "created_at": "2026-01-01T00:00:00Z",
-            }
-            listing: dict[str, Any] = {
-                "data": [model],
-                "has_more": False,
-                "first_id": model["id"],
-                "last_id": model["id"],
-            }
-            return _json(listing, 200, _Call(call.request, "anthropic", call.number))
-        entry = {"id": _DEFAULT_MODEL, "object": "model", "created": 1767225600, "owned_by": "fake"}
-        return _json({"object": "list", "data": [entry]}, 200, call)
+        record, _, _ = await self._record(call.request)
+        if "anthropic-version" in record.headers:
+            # An Anthropic client reads Anthropic's listing, whatever the provider speaks.
+            call = _Call(call.request, "anthropic", call.number)
+        return self._whole(call, record, self._next_script(), lambda: _listing(call))
 
-    async def _answer(
+    def _whole(
         self,
         call: _Call,
-        format_class: type[Format],
-        check: Callable[[Mapping[str, Any]], None],
+        record: RecordedRequest,
+        script: Script,
+        answer: Callable[[], Any],
+        tokens: int = 0,
     ) -> Response:
-        record, refused = await self._checked(call, check)
-        if refused is not None:
-            return refused
-        script = self._next_script()
-        body: dict[str, Any] = record.body if isinstance(record.body, dict) else {}
-        asked = body.get("model")
-        model = str(asked) if asked else _DEFAULT_MODEL
-        if isinstance(script, Reply) and script.model is not None:
-            model = script.model
-        reply = script if isinstance(script, Reply) else Reply()
-        answer = format_class(call.number, model, body, plan_reply(reply, body))
+        """An answer that is one JSON body (a request that does not stream, a token count,
+        a listing), or the failure its script asks for: every route is scriptable."""
         if isinstance(script, HTTPError):
             record.status = script.status
             record.error = script.message
             record._end("completed")
-            error = answer.error_body(
+            body = call.error_body(
                 script.status,
                 script.message,
                 type=script.type,
                 code=script.code,
                 param=script.param,
             )
-            return _json(error, script.status, call, **script.headers)
+            return _json(body, script.status, call, **script.headers)
         if isinstance(script, Crash):
             record._end("crashed")
             raise SimulatedCrash(script.message)
-        if isinstance(script, Stall):
+        if isinstance(script, Stall) or script.ending == "stall":
             return _Answer(record, stall=True)
-        if not record.stream:
-            if script.ending == "crash":
-                record._end("crashed")
-                raise SimulatedCrash("simulated crash before the response")
-            if script.ending == "stall":
-                return _Answer(record, stall=True)
-            if script.ending == "error_event":
-                record.status = 500
-                record.error = "simulated error"
-                record._end("completed")
-                return _json(answer.error_body(500, "simulated error"), 500, call)
-            record.status = 200
-            record.tokens_sent = len(answer.plan.tokens)
+        if script.ending == "crash":
+            record._end("crashed")
+            raise SimulatedCrash("simulated crash before the response")
+        if script.ending == "error_event":
+            record.status = 500
+            record.error = "simulated error"
             record._end("completed")
-            return _json(answer.whole(), 200, call)
+            return _json(call.error_body(500, "simulated error"), 500, call)
+        record.status = 200
+        record.tokens_sent = tokens
+        record._end("completed")
+        return _json(answer(), 200, call)
+
+    def _model_named(self, body: Mapping[str, Any], script: Script) -> str:
+        """The model an answer names: the scripted one, or the snapshot of the one asked for."""
+        if isinstance(script, Reply) and script.model is not None:
+            return script.model
+        asked = body.get("model")
+        if not isinstance(asked, str) or not asked:
+            return _DEFAULT_MODEL
+        return self.model_snapshots.get(asked, asked)
+
+    async def _answer(
+        self,
+        call: _Call,
+        format_class: type[Format],
+        check: Check,
+    ) -> Response:
+        record, refused = await self._checked(call, check)
+        if refused is not None:
+            return refused
+        script = self._next_script()
+        body: dict[str, Any] = record.body if isinstance(record.body, dict) else {}
+        model = self._model_named(body, script)
+        reply = script if isinstance(script, Reply) else Reply()
+        answer = format_class(call.number, model, body, plan_reply(reply, body))
+        if not isinstance(script, Reply) or not record.stream:
+            return self._whole(call, record, script, answer.whole, len(answer.plan.tokens))
         headers = {answer.request_id_header: call.request_id}
         chunking = script.chunking if script.chunking is not None else self.chunking
         return _Answer(record, reply=script, answer=answer, headers=headers, chunking=chunking)
@@ -377,14 +417,41 @@ class _Call:
 
     def error_body(self, status: int, message: str, **fields: Any) -> dict[str, Any]:
         if self.api == "anthropic":
-            return anthropic_error(status, message, request_id=self.request_id)
+            return anthropic_error(
+                status, message, request_id=self.request_id, type=fields.get("type")
+            )
         return openai_error(status, message, **fields)
 
 
+def _listing(call: _Call) -> dict[str, Any]:
+    """`GET /v1/models` in the API's shape."""
+    if call.api == "anthropic":
+        model = {
+            "type": "model",
+            "id": _DEFAULT_MODEL,
+            "display_name": "Fake model",
+            "created_at": "2026-01-01T00:00:00Z",
+            "lifecycle": "active",
+        }
+        first = last = _DEFAULT_MODEL
+        return {"data": [model], "has_more": False, "first_id": first, "last_id": last}
+    entry = {"id": _DEFAULT_MODEL, "object": "model", "created": 1767225600, "owned_by": "fake"}
+    return {"object": "list", "data": [entry]}
+
+
 def _json(body: Any, status: int, call: _Call, **headers: str) -> JSONResponse:
-    """A JSON answer with the provider's request id header, as every real answer has."""
+    """A JSON answer with the provider's request id header, as every real answer has.
+
+    OpenAI's errors say their charset (`application/json; charset=utf-8`); its answers and
+    all of Anthropic's do not.
+    """
     header = _REQUEST_ID_HEADERS[call.api]
-    return JSONResponse(body, status, headers={header: call.request_id, **headers})
+    media_type = "application/json"
+    if call.api == "openai" and status >= 400:
+        media_type += "; charset=utf-8"
+    return JSONResponse(
+        body, status, headers={header: call.request_id, **headers}, media_type=media_type
+    )
 
 
 class _Answer(Response):

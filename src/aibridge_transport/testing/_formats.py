@@ -210,18 +210,26 @@ class Format:
         return openai_error(status, message, type=type, code=code, param=param)
 
 
+# What every chat answer and chunk names beside its choices, as the API sends them.
+_SYSTEM_FINGERPRINT: Final = "fp_fakebridge"
+_CHAT_SERVICE_TIER: Final = "default"
+
+
 class OpenAIChat(Format):
     """`POST /v1/chat/completions`."""
 
-    def _chunk(self, choices: list[dict[str, Any]]) -> bytes:
-        chunk: dict[str, Any] = {
+    def _head(self, kind: str) -> dict[str, Any]:
+        return {
             "id": f"chatcmpl-fake-{self.number}",
-            "object": "chat.completion.chunk",
+            "object": kind,
             "created": self.created,
             "model": self.model,
-            "system_fingerprint": None,
-            "choices": choices,
+            "service_tier": _CHAT_SERVICE_TIER,
+            "system_fingerprint": _SYSTEM_FINGERPRINT,
         }
+
+    def _chunk(self, choices: list[dict[str, Any]]) -> bytes:
+        chunk = {**self._head("chat.completion.chunk"), "choices": choices}
         if self._include_usage:
             chunk["usage"] = None
         return sse(chunk)
@@ -240,12 +248,18 @@ class OpenAIChat(Format):
             for index in range(self.plan.choices)
         ]
 
-    def opening(self) -> list[bytes]:
+    def _role_delta(self) -> dict[str, Any]:
         # No text to come (tool calls only, or a refusal) leaves `content` null, as the
         # SDKs' accumulated message then shows it.
         content = "" if self.has_text and not self.refusal else None
         refusal = "" if self.refusal else None
-        return self._deltas({"role": "assistant", "content": content, "refusal": refusal})
+        return {"role": "assistant", "content": content, "refusal": refusal}
+
+    def opening(self) -> list[bytes]:
+        if not self.has_text:
+            # A tool-only answer names the role in the chunk of its first tool call.
+            return []
+        return self._deltas(self._role_delta())
 
     def token(self, text: str) -> list[bytes]:
         self.text += text
@@ -265,7 +279,10 @@ class OpenAIChat(Format):
         finish = self.plan.finish
         if finish in ("length", "content_filter"):
             return finish
-        return "tool_calls" if self.tool_calls else "stop"
+        # A `tool_choice` that forces a named function ends with "stop", calls and all.
+        choice = self.request_body.get("tool_choice")
+        forced = isinstance(choice, dict) and choice.get("type") == "function"
+        return "tool_calls" if self.tool_calls and not forced else "stop"
 
     def _usage(self) -> dict[str, Any]:
         prompt = self.plan.input_tokens
@@ -274,6 +291,13 @@ class OpenAIChat(Format):
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
         }
 
     def closing(self) -> list[bytes]:
@@ -281,26 +305,16 @@ class OpenAIChat(Format):
         for index, call in enumerate(self._tool_calls()):
             function = call["function"]
             start = {**call, "index": index, "function": {**function, "arguments": ""}}
-            events += self._deltas({"tool_calls": [start]})
+            role = self._role_delta() if index == 0 and not self.has_text else {}
+            events += self._deltas({**role, "tool_calls": [start]})
             for piece in self.tool_calls[index].argument_pieces:
                 events += self._deltas(
                     {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
                 )
         events += self._deltas({}, self._finish_reason())
         if self._include_usage:
-            events.append(
-                sse(
-                    {
-                        "id": f"chatcmpl-fake-{self.number}",
-                        "object": "chat.completion.chunk",
-                        "created": self.created,
-                        "model": self.model,
-                        "system_fingerprint": None,
-                        "choices": [],
-                        "usage": self._usage(),
-                    }
-                )
-            )
+            head = self._head("chat.completion.chunk")
+            events.append(sse({**head, "choices": [], "usage": self._usage()}))
         return [*events, sse("[DONE]")]
 
     def error_events(self, message: str) -> list[bytes]:
@@ -318,11 +332,7 @@ class OpenAIChat(Format):
         if self.tool_calls:
             message["tool_calls"] = self._tool_calls()
         return {
-            "id": f"chatcmpl-fake-{self.number}",
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": None,
+            **self._head("chat.completion"),
             "choices": [
                 {
                     "index": index,
@@ -338,19 +348,23 @@ class OpenAIChat(Format):
 
 # The request settings a Responses answer echoes, with the API's defaults.
 _RESPONSES_ECHO: Final[Mapping[str, Any]] = {
+    "background": False,
     "instructions": None,
     "max_output_tokens": None,
     "max_tool_calls": None,
     "metadata": {},
     "parallel_tool_calls": True,
     "previous_response_id": None,
+    "prompt_cache_key": None,
     "reasoning": {"effort": None, "summary": None},
+    "safety_identifier": None,
     "service_tier": "default",
     "store": True,
     "temperature": 1.0,
-    "text": {"format": {"type": "text"}},
+    "text": {"format": {"type": "text"}, "verbosity": "medium"},
     "tool_choice": "auto",
     "tools": [],
+    "top_logprobs": 0,
     "top_p": 1.0,
     "truncation": "disabled",
     "user": None,
@@ -393,11 +407,15 @@ class OpenAIResponses(Format):
     def _message_status(self) -> str:
         return "incomplete" if self._incomplete else "completed"
 
+    def _item_id(self, index: int) -> str:
+        """A function call item's own id (`fc_...`), never its `call_id` (`call_...`)."""
+        return f"fc_fake_{self.number}_{index}"
+
     def _function_call(self, index: int, status: str) -> dict[str, Any]:
         call = self.tool_calls[index]
         return {
             "type": "function_call",
-            "id": self.call_id(index, "fc"),
+            "id": self._item_id(index),
             "call_id": self.call_id(index, "call"),
             "name": call.name,
             "arguments": call.arguments_text if status == "completed" else "",
@@ -413,12 +431,19 @@ class OpenAIResponses(Format):
         done = status in ("completed", "incomplete")
         reason = {"length": "max_output_tokens", "content_filter": "content_filter"}
         echo = {
-            name: self.request_body.get(name, default) for name, default in _RESPONSES_ECHO.items()
+            name: _given(self.request_body.get(name), default)
+            for name, default in _RESPONSES_ECHO.items()
         }
+        if echo["service_tier"] == "auto":
+            # The answer names the tier that served it.
+            echo["service_tier"] = "default"
+        if isinstance(self.request_body.get("prompt"), dict):
+            echo["prompt"] = self.request_body["prompt"]
         return {
             "id": self.response_id,
             "object": "response",
             "created_at": self.created,
+            "completed_at": self.created if status == "completed" else None,
             "status": status,
             "model": self.model,
             "output": self._output() if done else [],
@@ -434,7 +459,7 @@ class OpenAIResponses(Format):
         prompt, output = self.plan.input_tokens, self.plan.output_tokens
         return {
             "input_tokens": prompt,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": output,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": prompt + output,
@@ -472,7 +497,7 @@ class OpenAIResponses(Format):
         events = self._text_closing() if self.has_text else []
         first = 1 if self.has_text else 0
         for index, call in enumerate(self.tool_calls):
-            item_id = self.call_id(index, "fc")
+            item_id = self._item_id(index)
             output_index = first + index
             events.append(
                 self._event(
@@ -495,7 +520,6 @@ class OpenAIResponses(Format):
                     "response.function_call_arguments.done",
                     item_id=item_id,
                     output_index=output_index,
-                    name=call.name,
                     arguments=call.arguments_text,
                 ),
                 self._event(
@@ -562,18 +586,18 @@ class AnthropicMessages(Format):
     def _usage(self, output_tokens: int) -> dict[str, Any]:
         return {
             "input_tokens": self.plan.input_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
             "output_tokens": output_tokens,
-            "cache_creation_input_tokens": None,
-            "cache_read_input_tokens": None,
-            "server_tool_use": None,
-            "service_tier": None,
+            "service_tier": "standard",
         }
 
     def _message(self, done: bool) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
         if done:
             if self.has_text:
-                content.append({"type": "text", "text": self.plan.text, "citations": None})
+                content.append({"type": "text", "text": self.plan.text})
             content += [self._tool_use(index, True) for index in range(len(self.tool_calls))]
         return {
             "id": f"msg_fake_{self.number}",
@@ -588,9 +612,11 @@ class AnthropicMessages(Format):
 
     def opening(self) -> list[bytes]:
         events = [self._event("message_start", message=self._message(False))]
-        if self.has_text:
-            text_block = {"type": "text", "text": "", "citations": None}
-            events.append(self._event("content_block_start", index=0, content_block=text_block))
+        if not self.has_text:
+            # The ping follows the first block's start: here, the first tool use's.
+            return events
+        text_block = {"type": "text", "text": ""}
+        events.append(self._event("content_block_start", index=0, content_block=text_block))
         return [*events, self._event("ping")]
 
     def token(self, text: str) -> list[bytes]:
@@ -608,6 +634,8 @@ class AnthropicMessages(Format):
                     "content_block_start", index=block, content_block=self._tool_use(index, False)
                 )
             )
+            if block == 0:
+                events.append(self._event("ping"))
             # The API opens every tool input with an empty piece before the JSON text.
             for piece in ("", *call.argument_pieces):
                 delta = {"type": "input_json_delta", "partial_json": piece}
@@ -624,7 +652,7 @@ class AnthropicMessages(Format):
                     "stop_details": None,
                     "container": None,
                 },
-                usage={key: value for key, value in usage.items() if key != "service_tier"},
+                usage={key: usage[key] for key in _DELTA_USAGE},
             ),
             self._event("message_stop"),
         ]
@@ -645,6 +673,20 @@ class AnthropicMessages(Format):
         param: str | None = None,
     ) -> dict[str, Any]:
         return anthropic_error(status, message, request_id=self.request_id, type=type)
+
+
+# The usage a `message_delta` repeats: the counts, not the tier or the cache breakdown.
+_DELTA_USAGE: Final = (
+    "input_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "output_tokens",
+)
+
+
+def _given(value: Any, default: Any) -> Any:
+    """A request's setting, or the API's default when it is absent or null."""
+    return default if value is None else value
 
 
 def _json_object(text: str) -> Any:

@@ -188,7 +188,8 @@ class Reply:
         after_tokens: How many tokens go out before a failing `ending` (default: all).
         delay: Seconds to wait before each token (for demos; tests use `gate`).
         gate: A `TokenGate` each token waits on.
-        model: The model named in the answer (default: the one the request asked for).
+        model: The model named in the answer (default: the dated snapshot of the one the
+            request asked for, from the bridge's `model_snapshots`, or that name itself).
         tool_calls: Tool calls made after the text (the answer then stops for tool use).
         finish: How a complete answer says it stopped (see `Finish`); by default it stops
             normally, or at the request's token limit or stop sequence when it reaches one.

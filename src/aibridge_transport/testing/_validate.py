@@ -3,7 +3,8 @@
 Each check raises `Invalid`, which the bridge answers with a 400 in the provider's error
 shape (`invalid_request_error`). The messages follow the real ones: OpenAI names the
 parameter in quotes and sets `param` and `code`; Anthropic prefixes the path of the field
-(`messages.1.content.0: ...`), as its validation does.
+(`messages.1.content.0: ...`), as its validation does. A `null` counts as absent, for required
+fields too. Anthropic's rules follow the request's `anthropic-version` (`_versions.py`).
 """
 
 from __future__ import annotations
@@ -12,12 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from ._versions import anthropic_rules
+
 __all__ = [
+    "ANTHROPIC_MAX_REQUEST_BYTES",
     "Invalid",
     "validate_anthropic_messages",
     "validate_openai_chat",
     "validate_openai_responses",
 ]
+
+ANTHROPIC_MAX_REQUEST_BYTES: Final = 32 * 1024 * 1024
+"""Anthropic's limit on a Messages or token count request (its documented 32 MB): larger
+ones get a 413 `request_too_large` before any other check."""
 
 Kind = Literal["number", "integer", "string", "boolean", "array", "object", "stop"]
 
@@ -163,7 +171,8 @@ def _check_openai_fields(body: Mapping[str, Any], fields: Mapping[str, _Field]) 
 
 
 def _require_openai(body: Mapping[str, Any], name: str) -> None:
-    if name not in body:
+    # A null is no value: the API refuses `"model": null` as it refuses no model.
+    if body.get(name) is None:
         if name == "model":
             raise Invalid("you must provide a model parameter")
         raise Invalid(
@@ -171,6 +180,20 @@ def _require_openai(body: Mapping[str, Any], name: str) -> None:
             param=name,
             code="missing_required_parameter",
         )
+
+
+def _check_openai_parts(content: Any, where: str) -> None:
+    """Content parts are tagged unions: a part without `type` is refused."""
+    if not isinstance(content, list):
+        return
+    for position, part in enumerate(content):
+        if isinstance(part, dict) and part.get("type") is None:
+            param = f"{where}[{position}].type"
+            raise Invalid(
+                f"Missing required parameter: '{param}'.",
+                param=param,
+                code="missing_required_parameter",
+            )
 
 
 def validate_openai_chat(body: Mapping[str, Any]) -> None:
@@ -219,6 +242,7 @@ def validate_openai_chat(body: Mapping[str, Any]) -> None:
                 param=f"messages[{index}].role",
                 code="invalid_value",
             )
+        _check_openai_parts(message.get("content"), f"messages[{index}].content")
         if role == "tool":
             call_id = message.get("tool_call_id")
             if call_id not in pending:
@@ -244,23 +268,49 @@ def validate_openai_chat(body: Mapping[str, Any]) -> None:
         )
 
 
+# The input items whose `call_id` a `function_call_output` may answer.
+_RESPONSES_CALLS: Final = ("function_call", "tool_search_call")
+
+
 def validate_openai_responses(body: Mapping[str, Any]) -> None:
-    """Responses: types, ranges, and function call outputs matched to calls in the input."""
-    _require_openai(body, "model")
+    """Responses: types, ranges, and function call outputs matched to calls in the input.
+
+    A stored prompt (`prompt: {"id": "pmpt_..."}`) may stand in for `model`: the prompt
+    names one.
+    """
+    prompt = body.get("prompt")
+    if prompt is not None and not isinstance(prompt, dict):
+        raise Invalid(
+            f"Invalid type for 'prompt': expected an object, but got {_json_type(prompt)} instead.",
+            param="prompt",
+            code="invalid_type",
+        )
+    if not (isinstance(prompt, dict) and isinstance(prompt.get("id"), str)):
+        _require_openai(body, "model")
     _check_openai_fields(body, _OPENAI_RESPONSES)
     items = body.get("input")
-    if not isinstance(items, list) or body.get("previous_response_id") or body.get("conversation"):
+    if not isinstance(items, list):
+        return
+    for index, item in enumerate(items):
+        if isinstance(item, dict):
+            _check_openai_parts(item.get("content"), f"input[{index}].content")
+    if body.get("previous_response_id") or body.get("conversation"):
         return
     calls: list[str] = []
+    answerable: set[str] = set()
     answered: set[str] = set()
     for item in items:
         if not isinstance(item, dict):
             continue
-        if item.get("type") == "function_call":
-            calls.append(str(item.get("call_id")))
-        elif item.get("type") == "function_call_output":
+        kind = item.get("type")
+        if kind in _RESPONSES_CALLS and item.get("call_id") is not None:
+            answerable.add(str(item.get("call_id")))
+            # A tool search the server ran needs no output; a function call always does.
+            if kind == "function_call":
+                calls.append(str(item.get("call_id")))
+        elif kind == "function_call_output":
             call_id = str(item.get("call_id"))
-            if call_id not in calls:
+            if call_id not in answerable:
                 raise Invalid(
                     f"No tool call found for function call output with call_id {call_id}.",
                     param="input",
@@ -271,11 +321,30 @@ def validate_openai_responses(body: Mapping[str, Any]) -> None:
             raise Invalid(f"No tool output found for function call {call_id}.", param="input")
 
 
-def _check_anthropic_fields(body: Mapping[str, Any], *, count_tokens: bool) -> None:
+_SAMPLING: Final = ("temperature", "top_p", "top_k")
+
+
+def _check_anthropic_fields(
+    body: Mapping[str, Any], headers: Mapping[str, str], *, count_tokens: bool
+) -> None:
     required = ("model", "messages") if count_tokens else ("model", "messages", "max_tokens")
     for name in required:
-        if name not in body:
+        # A null is no value: `"max_tokens": null` is refused as a missing `max_tokens`.
+        if body.get(name) is None:
             raise Invalid(f"{name}: Field required")
+    system = body.get("system")
+    if isinstance(system, list):
+        for position, block in enumerate(system):
+            if isinstance(block, dict) and block.get("type") is None:
+                raise Invalid(f"system.{position}.type: Field required")
+    rules = anthropic_rules(headers)
+    if not rules.sampling:
+        for name in _SAMPLING:
+            if body.get(name) is not None:
+                raise Invalid(
+                    f"{name}: is not supported with anthropic-version {rules.version} (send "
+                    "anthropic-version 2023-06-01 to set it)"
+                )
     for name, spec in _ANTHROPIC.items():
         value = body.get(name)
         if value is None:
@@ -288,6 +357,33 @@ def _check_anthropic_fields(body: Mapping[str, Any], *, count_tokens: bool) -> N
             raise Invalid(f"{name}: Input should be less than or equal to {spec.maximum:g}")
 
 
+def _check_anthropic_blocks(
+    index: int, message: Mapping[str, Any], headers: Mapping[str, str]
+) -> None:
+    """Blocks are tagged by `type`; some kinds depend on the role and the API version."""
+    rules = anthropic_rules(headers)
+    role = message.get("role")
+    for position, block in _blocks(message):
+        where = f"messages.{index}.content.{position}"
+        if block.get("type") is None:
+            raise Invalid(f"{where}.type: Field required")
+        if role == "assistant" and block["type"] == "document" and not rules.assistant_documents:
+            raise Invalid(
+                f"{where}: document blocks are not supported in assistant messages with "
+                f"anthropic-version {rules.version}"
+            )
+        nested = block.get("content") if block["type"] == "tool_result" else None
+        if isinstance(nested, list):
+            for inner, part in enumerate(nested):
+                if isinstance(part, dict) and part.get("type") is None:
+                    raise Invalid(f"{where}.content.{inner}.type: Field required")
+        if role == "user" and block.get("citations") and not rules.user_citations:
+            raise Invalid(
+                f"{where}.citations: citations are not supported in user messages with "
+                f"anthropic-version {rules.version}"
+            )
+
+
 def _blocks(message: Mapping[str, Any]) -> list[tuple[int, Mapping[str, Any]]]:
     content = message.get("content")
     if not isinstance(content, list):
@@ -295,15 +391,20 @@ def _blocks(message: Mapping[str, Any]) -> list[tuple[int, Mapping[str, Any]]]:
     return [(index, block) for index, block in enumerate(content) if isinstance(block, dict)]
 
 
-def validate_anthropic_messages(body: Mapping[str, Any], *, count_tokens: bool = False) -> None:
+def validate_anthropic_messages(
+    body: Mapping[str, Any], headers: Mapping[str, str], *, count_tokens: bool = False
+) -> None:
     """
-    Messages: types, ranges, roles, and tool results paired with the tool uses before them.
+    Messages: types, ranges, roles, and tool results paired with the tool uses before them,
+    by the rules of the request's `anthropic-version` (`_versions.py`).
 
     Consecutive messages of one role are accepted: the API combines them into one turn (as
     its reference says), so the pairing is checked between turns, not single messages. The
-    first message may be an assistant's, and so may the last (a prefill).
+    first message may be an assistant's, and so may the last (a prefill). A `system` turn
+    inside `messages` is accepted, as current models take them; it stands between turns
+    without ending the pairing of a tool use with its result.
     """
-    _check_anthropic_fields(body, count_tokens=count_tokens)
+    _check_anthropic_fields(body, headers, count_tokens=count_tokens)
     messages: list[Any] = body["messages"]
     if not messages:
         raise Invalid("messages: at least one message is required")
@@ -312,15 +413,13 @@ def validate_anthropic_messages(body: Mapping[str, Any], *, count_tokens: bool =
         if not isinstance(message, dict):
             raise Invalid(f"messages.{index}: Input should be a valid dictionary")
         role = message.get("role")
-        if role == "system":
-            raise Invalid(
-                'messages: Unexpected role "system". The Messages API accepts a top-level '
-                '`system` parameter, not "system" as an input message role.'
-            )
-        if role not in ("user", "assistant"):
-            raise Invalid(f"messages.{index}.role: Input should be 'user' or 'assistant'")
+        if role not in ("user", "assistant", "system"):
+            raise Invalid(f"messages.{index}.role: Input should be 'user', 'assistant' or 'system'")
         if not isinstance(message.get("content"), str | list):
             raise Invalid(f"messages.{index}.content: Field required")
+        _check_anthropic_blocks(index, message, headers)
+        if role == "system":
+            continue
         if turns and turns[-1][0] == role:
             turns[-1][1].append(index)
         else:
