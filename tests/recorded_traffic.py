@@ -17,7 +17,7 @@ exchange on a route the fake serves:
    sequence of event kinds and each kind's shape.
 
 Every difference is then looked up in `recorded_traffic_known.KNOWN_DIFFERENCES`; one not
-listed there fails `tests/test_fake_conformance.py`. `scripts/drift_fake.py` prints them all.
+listed there fails `tests/test_fake_recorded_traffic.py`. `scripts/drift_fake.py` prints them all.
 
 The cassettes themselves are data from other projects; `recorded_traffic_sources.toml` names
 each one (repository, path, commit, licence, SHA-256). They are looked for, in order, where

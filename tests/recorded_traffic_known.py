@@ -1,6 +1,6 @@
 """The differences between the fake and real provider traffic that the suite accepts, and why.
 
-Each entry is found by `tests/test_fake_conformance.py` on the recorded traffic, and each must
+Each entry is found by `tests/test_fake_recorded_traffic.py` on the recorded traffic, and each must
 still be found: an entry that matches nothing fails the suite as stale, so a fix to the fake
 shows here as an entry to delete. Entries with `fixed_by_pending_change=True` are being
 removed from the fake by a change under way; delete them once it is in.
