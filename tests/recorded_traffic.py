@@ -459,7 +459,8 @@ class Difference:
 
     `kind` is one of: `refused` (a request the real API answered, refused by the fake),
     `accepted` (a request the real API refused with a 4xx, answered by the unscripted fake),
-    `status`, `header`, `missing` / `extra` (a key), `type` (a value's JSON type), `value` (a
+    `status`, `header`, `header-parameters` (the same media type, other parameters),
+    `missing` / `extra` (a key), `type` (a value's JSON type), `value` (a
     discriminating value), `id-prefix`, `item-missing` / `item-extra` (a kind of list item, by
     its `type`), `event-missing` / `event-extra` (a kind of stream event).
     """
@@ -475,7 +476,11 @@ class Difference:
         return f"{self.kind} {self.where}: {detail}" if detail else f"{self.kind} {self.where}"
 
 
-_DEFAULT_SEVERITY: Final[Mapping[str, Severity]] = {"extra": "low", "id-prefix": "low"}
+_DEFAULT_SEVERITY: Final[Mapping[str, Severity]] = {
+    "extra": "low",
+    "id-prefix": "low",
+    "header-parameters": "low",
+}
 
 
 @dataclass(frozen=True)
@@ -692,8 +697,12 @@ def diff_exchange(api: API, real: Observed, fake: Observed) -> list[Difference]:
         out.append(Difference("status", "status", str(real.status), str(fake.status)))
     real_type = _media_type(real.headers.get("content-type", ""))
     fake_type = _media_type(fake.headers.get("content-type", ""))
-    if real_type and real_type != fake_type:
+    same_media = real_type.partition(";")[0] == fake_type.partition(";")[0]
+    if real_type and not same_media:
         out.append(Difference("header", "content-type", real_type, fake_type))
+    elif real_type and real_type != fake_type:
+        # The same media type with other parameters (a charset): the SDKs parse it alike.
+        out.append(Difference("header-parameters", "content-type", real_type, fake_type))
     for name in _SDK_HEADERS:
         if name in real.headers and name not in fake.headers:
             out.append(Difference("header", name, "present", "absent"))

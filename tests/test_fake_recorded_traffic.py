@@ -270,7 +270,8 @@ def test_the_diff_names_keys_types_values_ids_and_items() -> None:
         ).encode(),
     )
     assert [str(d) for d in diff_exchange("anthropic-messages", real, fake)] == [
-        "header content-type: real application/json, fake application/json;charset=utf-8",
+        "header-parameters content-type: real application/json, "
+        "fake application/json;charset=utf-8",
         "header request-id: real present, fake absent",
         "extra content[text].citations: fake null",
         "item-missing content[thinking]",
