@@ -10,7 +10,7 @@ from typing import Any, cast
 import anthropic
 import anyio
 import pytest
-from sdk_helpers import forbid_network
+from sdk_helpers import UNEXHAUSTED_SSE, forbid_network
 
 # Inner runs are in process: pytester drops the modules they import when they end, while the
 # factory keeps the flavour classes it built. Importing the flavours here keeps both alive.
@@ -51,6 +51,7 @@ def test_the_page_has_code_blocks_of_both_kinds() -> None:
     assert len(SCRIPTS) >= 3
 
 
+@UNEXHAUSTED_SSE  # the agent-loop blocks stream with openai, which stops at [DONE]
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 @pytest.mark.parametrize("block", SCRIPTS, ids=lambda block: block.splitlines()[-1][:40])
 def test_script_blocks_run(block: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,11 @@ Loaded automatically (a `pytest11` entry point). The fixtures, all function-scop
 - For sync tests (plain `def test_...`, behaviour §12): `aibridge_sync_factory` (the factory
   entered with `with`: its lifespan on a loop thread of its own), `aibridge_sync_delegated_key`
   and `aibridge_sync_client`, which gives `httpx.Client` / `httpx2.Client` the same way.
+- Cassettes: a test marked `@pytest.mark.aibridge_cassette` (optionally naming the file) gets
+  as `aibridge_app` the cassette in the record mode of `--aibridge-record-mode` (`none`, the
+  default, replays only); `aibridge_cassette` is that `CassetteSession`, and
+  `aibridge_record_upstream` the app that records (a `ForwardingApp` to the real providers
+  unless a conftest overrides it).
 
 The async fixtures run under anyio's pytest plugin (tests marked `anyio`, on any backend) and
 under pytest-asyncio (tests marked `asyncio`, or its auto mode).
@@ -19,7 +24,9 @@ under pytest-asyncio (tests marked `asyncio`, or its auto mode).
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 import httpx
@@ -34,6 +41,8 @@ from .types import ASGIApp
 if TYPE_CHECKING:
     import httpx2
 
+    from .testing import CassetteSession
+
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_DELEGATED_KEY",
@@ -45,6 +54,8 @@ DEFAULT_DELEGATED_KEY = "test-key"
 DEFAULT_BASE_URL = "http://aibridge"
 
 _LENIENT_MARKER = "aibridge_lenient"
+_CASSETTE_MARKER = "aibridge_cassette"
+_RECORD_MODES = ("none", "once", "new_episodes", "all")  # checked against RECORD_MODES in tests
 _STRICT_NOTE = (
     "The bridge app raised this while the client got a 500 (strict mode of the aibridge "
     f"fixtures). Mark the test with @pytest.mark.{_LENIENT_MARKER} if it expects it."
@@ -74,10 +85,27 @@ def _async_fixture(fixture_function: Callable[..., AsyncIterator[Any]]) -> Any:
     return pytest_asyncio.fixture(fixture_function)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("aibridge", "aibridge-transport cassettes")
+    group.addoption(
+        "--aibridge-record-mode",
+        choices=_RECORD_MODES,
+        default="none",
+        help="how tests marked aibridge_cassette use their cassettes: none (replay only, the "
+        "default), once (record missing cassettes), new_episodes (record unmatched requests), "
+        "all (record everything again)",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{_LENIENT_MARKER}: let the bridge app raise behind a 500 without failing the test",
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{_CASSETTE_MARKER}(path=None, **options): the bridge app replays (or records) a "
+        "cassette; options as CassetteSession takes them",
     )
 
 
@@ -119,8 +147,13 @@ class AIBridgeClientFactory(Protocol):
 
 
 @pytest.fixture
-def aibridge_app() -> ASGIApp:
-    """The bridge app under test. Override it in a conftest to test your own."""
+def aibridge_app(request: pytest.FixtureRequest) -> ASGIApp:
+    """The bridge app under test. Override it in a conftest to test your own.
+
+    Under `@pytest.mark.aibridge_cassette`, the cassette's app (replaying or recording)."""
+    if request.node.get_closest_marker(_CASSETTE_MARKER) is not None:
+        session: CassetteSession = request.getfixturevalue("aibridge_cassette")
+        return session.app
     from .testing import FakeAIBridge
 
     app: ASGIApp = FakeAIBridge()
@@ -155,6 +188,13 @@ async def _close_factory(factory: InProcessTransportFactory) -> None:
         # Anything else is the app's own exception that strict mode kept (behaviour §7).
         exc.add_note(_STRICT_NOTE)
         raise
+    _check_scripts(factory.app)
+
+
+def _check_scripts(app: object) -> None:
+    """A `FakeAIBridge(strict_scripts=True)` fails the test for a reply never used."""
+    if getattr(app, "strict_scripts", False):
+        app.assert_scripts_used()  # type: ignore[attr-defined]
 
 
 @_async_fixture
@@ -226,6 +266,7 @@ def aibridge_sync_factory(
         except Exception as exc:
             exc.add_note(_STRICT_NOTE)
             raise
+        _check_scripts(factory.app)
 
 
 @pytest.fixture
@@ -269,3 +310,61 @@ def _client_maker(
         return client
 
     return make_client
+
+
+@pytest.fixture
+def aibridge_record_mode(request: pytest.FixtureRequest) -> str:
+    """The record mode of `--aibridge-record-mode` (`none` by default)."""
+    return str(request.config.getoption("--aibridge-record-mode"))
+
+
+@pytest.fixture
+def aibridge_record_upstream() -> ASGIApp:
+    """The app that cassettes record from: a `ForwardingApp` to the real providers, sending
+    the SDK's own API key. Override it in a conftest to record your own bridge."""
+    from .testing import ForwardingApp
+
+    app: ASGIApp = ForwardingApp()
+    return app
+
+
+def _cassette_name(node: pytest.Item) -> str:
+    """`test_name[params]` less the async backend: one cassette serves asyncio and trio."""
+    name = getattr(node, "originalname", node.name)
+    callspec = getattr(node, "callspec", None)
+    if callspec is not None:
+        ids = [str(value) for key, value in callspec.params.items() if key != "anyio_backend"]
+        if ids:
+            name += "[" + "-".join(ids) + "]"
+    return re.sub(r"[^\w.\[\]-]", "_", name)
+
+
+@pytest.fixture
+def aibridge_cassette(
+    request: pytest.FixtureRequest, aibridge_record_mode: str
+) -> Iterator[CassetteSession]:
+    """The test's cassette: `cassettes/<module>/<test>.yaml` beside the test file, or the
+    path the `aibridge_cassette` marker names (relative to that folder)."""
+    from .testing import CassetteNotFoundError, CassetteSession
+
+    marker = request.node.get_closest_marker(_CASSETTE_MARKER)
+    args = marker.args if marker is not None else ()
+    options = dict(marker.kwargs) if marker is not None else {}
+    folder = Path(request.node.path).parent / "cassettes" / Path(request.node.path).stem
+    path = folder / (args[0] if args else _cassette_name(request.node) + ".yaml")
+
+    def upstream() -> ASGIApp:
+        app: ASGIApp = request.getfixturevalue("aibridge_record_upstream")
+        return app
+
+    try:
+        session = CassetteSession(
+            path,
+            aibridge_record_mode,  # type: ignore[arg-type]
+            upstream=upstream,
+            **options,
+        )
+    except CassetteNotFoundError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield session
+    session.finish()

@@ -32,6 +32,7 @@ from ._formats import (
 from ._models import MODEL_SNAPSHOTS
 from ._record import RecordedRequest, redact_headers
 from ._script import Chunking, Crash, HTTPError, Reply, Script, SimulatedCrash, Stall
+from ._scripted import Responder, ScriptBook, When
 from ._sse import ChunkWriter
 from ._tokens import input_tokens
 from ._validate import (
@@ -152,6 +153,8 @@ class FakeAIBridge:
             `DEFAULT_PROVIDERS`); an instance not listed gets a 404.
         model_snapshots: Model aliases to the dated snapshot an answer names, as the real
             APIs report them (default: `MODEL_SNAPSHOTS`); a name not listed is echoed.
+        strict_scripts: The pytest fixtures fail the test when a scripted reply (queued or
+            added with `on`) never answered a request (`assert_scripts_used()`).
     """
 
     def __init__(
@@ -162,6 +165,7 @@ class FakeAIBridge:
         chunking: Chunking | None = None,
         providers: Mapping[str, ProviderAPI] | None = None,
         model_snapshots: Mapping[str, str] | None = None,
+        strict_scripts: bool = False,
     ) -> None:
         self.default: Script = default if default is not None else Reply()
         self.validate = validate
@@ -176,6 +180,26 @@ class FakeAIBridge:
         self._queue: deque[Script] = deque()
         self._arrivals = Waiters()
         self._served = 0
+        self.strict_scripts = strict_scripts
+        self._book = ScriptBook()
+
+    def on(self, when: When, *replies: Script | Responder, repeat: bool = False) -> None:
+        """Answer the requests `when` matches with `replies`, in order (each once, or in a
+        cycle with `repeat=True`); a reply may be a function of the request returning one.
+        Rules are tried in the order added, before the queue."""
+        self._book.add(when, replies, repeat=repeat)
+
+    def respond(self, responder: Responder) -> None:
+        """Answer every request (that no earlier rule takes) with `responder(request)`."""
+        self._book.add(When(), [responder], repeat=True)
+
+    def assert_scripts_used(self) -> None:
+        """Fail if a queued reply or a rule added with `on` never answered a request."""
+        unused = self._book.unused()
+        if self._queue:
+            unused.append(f"the queue (replies left: {len(self._queue)})")
+        if unused:
+            raise AssertionError("scripted replies never used: " + "; ".join(unused))
 
     def queue(self, *replies: Script) -> None:
         """Add replies to the queue; each request takes the next one."""
@@ -247,7 +271,10 @@ class FakeAIBridge:
         handler: Callable[[_Call], Awaitable[Response]] = getattr(self, handler_name)
         return await handler(_Call(request, api, number))
 
-    def _next_script(self) -> Script:
+    def _next_script(self, record: RecordedRequest) -> Script:
+        scripted = self._book.take(record)
+        if scripted is not None:
+            return scripted
         return self._queue.popleft() if self._queue else self.default
 
     async def _record(self, request: Request) -> tuple[RecordedRequest, bool, int]:
@@ -324,14 +351,14 @@ class FakeAIBridge:
             return refused
         body = record.body if isinstance(record.body, dict) else {}
         count = {"input_tokens": input_tokens(body)}
-        return self._whole(call, record, self._next_script(), lambda: count)
+        return self._whole(call, record, self._next_script(record), lambda: count)
 
     async def _models(self, call: _Call) -> Response:
         record, _, _ = await self._record(call.request)
         if "anthropic-version" in record.headers:
             # An Anthropic client reads Anthropic's listing, whatever the provider speaks.
             call = _Call(call.request, "anthropic", call.number)
-        return self._whole(call, record, self._next_script(), lambda: _listing(call))
+        return self._whole(call, record, self._next_script(record), lambda: _listing(call))
 
     def _whole(
         self,
@@ -391,7 +418,7 @@ class FakeAIBridge:
         record, refused = await self._checked(call, check)
         if refused is not None:
             return refused
-        script = self._next_script()
+        script = self._next_script(record)
         body: dict[str, Any] = record.body if isinstance(record.body, dict) else {}
         model = self._model_named(body, script)
         reply = script if isinstance(script, Reply) else Reply()
