@@ -26,7 +26,7 @@ from ._script import (
     TokenGate,
     ToolCall,
 )
-from ._transport import live_exchanges, wait_apps_ended
+from ._transport import live_exchanges, wait_apps_ended, wait_apps_ended_sync
 
 __all__ = [
     "ARGUMENT_PIECE_SIZE",
@@ -48,4 +48,5 @@ __all__ = [
     "ToolCall",
     "live_exchanges",
     "wait_apps_ended",
+    "wait_apps_ended_sync",
 ]
