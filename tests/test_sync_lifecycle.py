@@ -381,3 +381,23 @@ def test_backpressure_is_the_same_number_as_async(kind: str, buffer: int) -> Non
     # What tests/test_streaming.py asserts of the async side, for the same `buffer`.
     assert reached == [buffer, buffer + 1]
     assert len(rest) == 19
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_a_request_to_a_loop_that_has_ended_gives_the_flavours_error(
+    flavor: str, backend: str
+) -> None:
+    module: Any = httpx2 if flavor == "httpx2" else httpx
+    factory = InProcessTransportFactory(ManyChunks())
+    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[arg-type]
+
+    async def enter_and_end() -> None:
+        await factory.__aenter__()  # never left: its loop ends while entered
+
+    loop = threading.Thread(target=anyio.run, args=(enter_and_end,), kwargs={"backend": backend})
+    loop.start()
+    loop.join(WAIT)
+    assert not loop.is_alive()
+    with with_delegated_api_key_id("key"), pytest.raises(module.RemoteProtocolError):
+        module.Client(transport=transport).get("http://app/v1/x")

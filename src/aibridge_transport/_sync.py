@@ -38,7 +38,7 @@ import anyio.lowlevel
 
 from ._backend import AppTask, spawn_detached
 from ._exchange import AppRunner, CoreProtocolError, CoreReadTimeout, CoreStreamClosed, Exchange
-from ._loop_host import SAME_LOOP_READ_MESSAGE, call_soon
+from ._loop_host import SAME_LOOP_READ_MESSAGE, after_fork_in_child, call_soon
 
 if TYPE_CHECKING:
     from ._loop_host import LoopHost, _Loop
@@ -491,6 +491,8 @@ _LOOP_ENDED: Final = (
 
 # The sync exchanges whose courier runs (see `_launch`); changed on the loops' threads only.
 _RUNNING: set[SyncExchange] = set()
+# A forked child has none of those couriers' loops (behaviour §12).
+after_fork_in_child(_RUNNING.clear)
 
 
 class _Upload:
