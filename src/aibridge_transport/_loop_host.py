@@ -75,15 +75,18 @@ class _Loop:
     app: at interpreter exit, a response collected then must not wait for it); `closing` is
     set on the loop's thread when it begins to stop, so that an exchange scheduled after that
     is refused, not started on a loop that will never run it to its end (behaviour §12).
+    `waiting` holds the sync requests waiting for their start: whatever a closed loop did not
+    run of theirs, each is told once it has ended (its `loop_ended()`).
     """
 
-    __slots__ = ("closing", "ident", "stopping", "token")
+    __slots__ = ("closing", "ident", "stopping", "token", "waiting")
 
     def __init__(self, token: EventLoopToken, ident: int) -> None:
         self.token = token
         self.ident = ident
         self.stopping = False
         self.closing = False
+        self.waiting: set[Any] = set()
 
 
 # How long interpreter exit waits, in all, for the library's loop threads to cancel what they
@@ -126,6 +129,10 @@ class _LoopThread:
         finally:
             self._started.set()
             _THREADS.discard(self)
+            if self.loop is not None:
+                # A wake-up queued in the last instant before the loop closed never ran.
+                for waiting in list(self.loop.waiting):
+                    waiting.loop_ended()
 
     async def _serve(self) -> None:
         self._stop = anyio.Event()

@@ -138,9 +138,12 @@ class SyncExchange:
 
     def begin(self) -> None:
         """Hand the request to the loop and wait for the response start, or its failure."""
+        waiting = self._loop.waiting
+        waiting.add(self)
         try:
             call_soon(self._token, self._launch)
         except anyio.RunFinishedError:  # a request racing the close (behaviour §12)
+            waiting.discard(self)
             self._closed = True
             self._needs_close = False
             raise self._translate(CoreProtocolError(_LOOP_ENDED)) from None
@@ -159,6 +162,18 @@ class SyncExchange:
         except BaseException:
             self.close()
             raise
+        finally:
+            waiting.discard(self)
+
+    def loop_ended(self) -> None:
+        """The loop thread has ended (closed) while this request waited for its start."""
+        with self._lock:
+            if self._progress == _PENDING:
+                self._progress = _FAILED
+                self._error = self._translate(CoreProtocolError(_LOOP_ENDED))
+                self._ended = True
+                self._needs_close = False
+                self._changed.notify_all()
 
     def next_chunk(self) -> bytes | None:
         """The next body chunk, `None` at the end; raises the body's error."""
