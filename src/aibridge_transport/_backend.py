@@ -88,6 +88,11 @@ class AppTask:
         """A new event of the task's loop (the loop's own, cheaper than an anyio `Event`)."""
         raise NotImplementedError
 
+    def run_soon(self, func: Callable[[], object]) -> None:
+        """Call `func()` on the task's loop soon, from any thread (behaviour §12: the testing
+        helpers wait from any loop); raises `RuntimeError` once that loop has ended."""
+        raise NotImplementedError
+
 
 class _AsyncioTask(AppTask):
     __slots__ = ("_deadline", "_loop", "_spared", "_task", "_timer", "caller_cancelled")
@@ -167,9 +172,12 @@ class _AsyncioTask(AppTask):
     def event(self) -> Event:
         return asyncio.Event()
 
+    def run_soon(self, func: Callable[[], object]) -> None:
+        self._loop.call_soon_threadsafe(func)
+
 
 class _TrioTask(AppTask):
-    __slots__ = ("_scope",)
+    __slots__ = ("_scope", "_token")
 
     shuffles_turns = True
 
@@ -177,6 +185,7 @@ class _TrioTask(AppTask):
         import trio
 
         self._scope = trio.CancelScope()
+        self._token = trio.lowlevel.current_trio_token()
 
     async def run(self, task: Callable[[], Coroutine[Any, Any, None]]) -> None:
         with self._scope:
@@ -207,6 +216,14 @@ class _TrioTask(AppTask):
         import trio
 
         return trio.Event()
+
+    def run_soon(self, func: Callable[[], object]) -> None:
+        import trio
+
+        try:
+            self._token.run_sync_soon(func)
+        except trio.RunFinishedError:
+            raise RuntimeError("the task's trio run has finished") from None
 
 
 @asynccontextmanager

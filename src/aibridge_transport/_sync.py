@@ -24,9 +24,11 @@ could be waiting for is made under the lock and followed by a wake: no wakeup is
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
@@ -36,10 +38,10 @@ import anyio.lowlevel
 
 from ._backend import AppTask, spawn_detached
 from ._exchange import AppRunner, CoreProtocolError, CoreReadTimeout, CoreStreamClosed, Exchange
-from ._loop_host import call_soon
+from ._loop_host import SAME_LOOP_READ_MESSAGE, after_fork_in_child, call_soon
 
 if TYPE_CHECKING:
-    from ._loop_host import _Loop
+    from ._loop_host import LoopHost, _Loop
     from ._transport import FlavorClasses
     from .types import Scope
 
@@ -54,8 +56,12 @@ _PENDING, _STARTED, _FAILED = 0, 1, 2
 def split_buffer(max_buffered_chunks: int) -> tuple[int, int]:
     """How `max_buffered_chunks` is shared: (the exchange's buffer, the thread-side deque).
 
-    The deque holds at least one chunk, the one being handed over.
+    The deque holds at least one chunk, the one being handed over; with none (lock-step,
+    as `max_buffered_chunks=0` is on the async side) the courier fetches a chunk only for a
+    reader that waits for it (behaviour §12: the same bounds in sync and async).
     """
+    if max_buffered_chunks == 0:
+        return 0, 0
     deque_size = max(1, max_buffered_chunks // 2)
     return max(0, max_buffered_chunks - deque_size), deque_size
 
@@ -83,10 +89,15 @@ class SyncExchange:
         read_timeout: float | None,
         context: contextvars.Context,
         loop: _Loop,
+        host: LoopHost,
         capacity: int,
         translate: Callable[[Exception], BaseException],
     ) -> None:
         self._engine = engine
+        # Kept so that the owner's loop thread is not stopped (its owner collected) while a
+        # response it serves is still read.
+        self._host = host
+        self._loop = loop
         self._scope = scope
         self._context = context
         self._read_timeout = read_timeout
@@ -127,11 +138,22 @@ class SyncExchange:
 
     def begin(self) -> None:
         """Hand the request to the loop and wait for the response start, or its failure."""
-        call_soon(self._token, self._launch)
+        waiting = self._loop.waiting
+        waiting.add(self)
+        try:
+            call_soon(self._token, self._launch)
+        except anyio.RunFinishedError:  # a request racing the close (behaviour §12)
+            waiting.discard(self)
+            self._closed = True
+            self._needs_close = False
+            raise self._translate(CoreProtocolError(_LOOP_ENDED)) from None
         try:
             with self._lock:
+                deadline = self._deadline()
                 while self._progress == _PENDING:
-                    self._wait()
+                    if not self._wait(deadline):
+                        self._give_up()
+                        raise self._timed_out("no response start")
                 if self._progress == _FAILED:
                     error = self._error
                     assert error is not None
@@ -140,16 +162,31 @@ class SyncExchange:
         except BaseException:
             self.close()
             raise
+        finally:
+            waiting.discard(self)
+
+    def loop_ended(self) -> None:
+        """The loop thread has ended (closed) while this request waited for its start."""
+        with self._lock:
+            if self._progress == _PENDING:
+                self._progress = _FAILED
+                self._error = self._translate(CoreProtocolError(_LOOP_ENDED))
+                self._ended = True
+                self._needs_close = False
+                self._changed.notify_all()
 
     def next_chunk(self) -> bytes | None:
         """The next body chunk, `None` at the end; raises the body's error."""
+        if threading.get_ident() == self._loop_ident:
+            # The chunk could only come from the loop this thread would block (behaviour §12).
+            raise RuntimeError(SAME_LOOP_READ_MESSAGE)
         with self._lock:
+            deadline = self._deadline()
             while True:
                 if self._chunks:
                     chunk = self._chunks.popleft()
-                    room, self._room = self._room, None
-                    if room is not None:
-                        call_soon(self._token, room.set)
+                    if self._capacity:
+                        self._make_room()
                     return chunk
                 if self._closed:
                     raise CoreStreamClosed
@@ -157,13 +194,54 @@ class SyncExchange:
                     if self._error is not None:
                         raise self._error
                     return None
-                self._wait()
+                if not self._capacity:
+                    self._make_room()  # lock-step: the courier fetches for a waiting reader
+                if not self._wait(deadline):
+                    self._give_up()
+                    raise self._timed_out("no response data")
 
-    def _wait(self) -> None:
-        """Wait for a change (lock held); produce the next request body chunk if asked."""
+    def _make_room(self) -> None:
+        """Let the courier fetch the next chunk, if it waits for room (lock held)."""
+        room, self._room = self._room, None
+        if room is not None:
+            with contextlib.suppress(anyio.RunFinishedError):  # the loop ended: nothing comes
+                call_soon(self._token, room.set)
+
+    def _deadline(self) -> float | None:
+        timeout = self._read_timeout
+        return None if timeout is None else time.monotonic() + timeout
+
+    def _timed_out(self, what: str) -> BaseException:
+        # Timed in this thread, not on the loop: an app that blocks the loop cannot stretch
+        # the caller's timeout (behaviour §12).
+        return self._translate(
+            CoreReadTimeout(f"{what} from the app within {self._read_timeout} s")
+        )
+
+    def _give_up(self) -> None:
+        """Close after a timeout (lock held): disconnect the app without waiting on the loop,
+        which may be the very thing that is blocked."""
+        self._closed = True
+        self._chunks.clear()
+        self._changed.notify_all()
+        if self._needs_close:
+            with contextlib.suppress(anyio.RunFinishedError):
+                call_soon(self._token, self._close_soon)
+
+    def _wait(self, deadline: float | None) -> bool:
+        """Wait for a change (lock held); produce the next request body chunk if asked.
+
+        False when `deadline` has passed.
+        """
         if self._upload_wanted is None or self._uploading:
-            self._changed.wait()
-            return
+            if deadline is None:
+                self._changed.wait()
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._changed.wait(remaining)
+            return True
         wanted, self._upload_wanted = self._upload_wanted, None
         self._uploading = True
         upload = self._upload
@@ -187,10 +265,12 @@ class SyncExchange:
         else:
             self._upload_chunks.append(chunk)
         self._changed.notify_all()
-        call_soon(self._token, wanted.set)
+        with contextlib.suppress(anyio.RunFinishedError):  # the loop ended: the courier too
+            call_soon(self._token, wanted.set)
         if error is not None:
             # The caller's own body failed: raised to the caller unchanged (behaviour §7).
             raise error
+        return True
 
     def close(self) -> None:
         """Close the body: wake a blocked reader now, then disconnect the app on the loop."""
@@ -202,8 +282,10 @@ class SyncExchange:
             self._changed.notify_all()
         if not self._needs_close:
             return
-        if threading.get_ident() == self._loop_ident:
-            call_soon(self._token, self._close_soon)  # the loop cannot wait on itself
+        if threading.get_ident() == self._loop_ident or self._loop.stopping:
+            # The loop cannot wait on itself; a loop told to stop may be blocked for good.
+            with contextlib.suppress(anyio.RunFinishedError):
+                call_soon(self._token, self._close_soon)
             return
         try:
             anyio.from_thread.run(self._aclose, token=self._token)
@@ -229,6 +311,11 @@ class SyncExchange:
     def _launch(self) -> None:
         # Held until the courier ends: asyncio keeps only weak references to tasks, and a
         # courier waiting for room, with its response dropped, is otherwise a cycle of garbage.
+        if self._loop.closing:
+            # The owner's loop thread is stopping: it would not run this exchange to its end.
+            self._lock.acquire()
+            self._fail(self._translate(CoreProtocolError(_LOOP_ENDED)))
+            return
         _RUNNING.add(self)
         try:
             self._courier = spawn_detached(self._run, contextvars.Context())
@@ -296,6 +383,8 @@ class SyncExchange:
                 self._chunks.extend(complete)
                 self._ended = True
                 self._needs_close = False  # nothing runs, nothing to release
+            elif not self._capacity:
+                self._room = anyio.Event()  # lock-step: no chunk before a reader waits for it
             self._progress = _STARTED
             self._changed.notify_all()
         finally:
@@ -325,7 +414,7 @@ class SyncExchange:
     async def _pump(self, exchange: Exchange) -> None:
         capacity = self._capacity
         lock = self._lock
-        room: anyio.Event | None = None
+        room = self._room
         while True:
             if room is not None:
                 await room.wait()  # the deque was full: the reader sets it as it takes one
@@ -411,8 +500,14 @@ class SyncExchange:
             await wanted.wait()
 
 
+_LOOP_ENDED: Final = (
+    "the event loop that serves this transport has ended: the transport or its factory was closed"
+)
+
 # The sync exchanges whose courier runs (see `_launch`); changed on the loops' threads only.
 _RUNNING: set[SyncExchange] = set()
+# A forked child has none of those couriers' loops (behaviour §12).
+after_fork_in_child(_RUNNING.clear)
 
 
 class _Upload:

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from ._exchange import AppRunner
-from ._loop_host import LoopHost, SyncClosing
+from ._loop_host import LoopHost, SyncClosing, after_fork_in_child
 from ._sync import SyncExchange, forget_loop_markers, split_buffer, sync_body_class
 
 if TYPE_CHECKING:
@@ -26,6 +26,14 @@ __all__ = ["SyncTransportMixin"]
 # Guards the lazy creation of a transport's sync engine and loop host: two threads may make
 # their first sync request at once.
 _LAZY = threading.Lock()
+
+
+def _renew_lock() -> None:
+    global _LAZY
+    _LAZY = threading.Lock()  # another thread of the parent may have held it (behaviour §12)
+
+
+after_fork_in_child(_renew_lock)
 
 
 class SyncTransportMixin(SyncClosing):
@@ -89,6 +97,7 @@ class SyncTransportMixin(SyncClosing):
             read_timeout=timeout.get("read") if timeout else None,
             context=context,
             loop=loop,
+            host=host,
             capacity=split_buffer(self._engine.max_buffered_chunks)[1],
             translate=partial(flavor.translate, request=request),
         )

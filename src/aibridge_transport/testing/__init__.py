@@ -52,7 +52,7 @@ from ._script import (
 from ._scripted import Responder, When, last_user_text, tool_results
 from ._scrub import Scrubber
 from ._session import RECORD_MODES, CassetteNotFoundError, CassetteSession, RecordMode
-from ._transport import live_exchanges, wait_apps_ended
+from ._transport import live_exchanges, wait_apps_ended, wait_apps_ended_sync
 
 __all__ = [
     "ARGUMENT_PIECE_SIZE",
@@ -109,4 +109,5 @@ __all__ = [
     "server_error",
     "tool_results",
     "wait_apps_ended",
+    "wait_apps_ended_sync",
 ]

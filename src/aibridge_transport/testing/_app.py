@@ -42,7 +42,7 @@ from ._validate import (
     validate_openai_chat,
     validate_openai_responses,
 )
-from ._wake import Waiters
+from ._wake import DEFAULT_SYNC_TIMEOUT, Waiters
 
 __all__ = ["DEFAULT_PROVIDERS", "FakeAIBridge", "ProviderAPI"]
 
@@ -217,12 +217,18 @@ class FakeAIBridge:
 
     async def wait_for_request(self, count: int = 1) -> RecordedRequest:
         """Wait until `count` requests have arrived; return the `count`-th."""
-        while True:
-            with self._arrivals.lock:
-                if len(self.requests) >= count:
-                    return self.requests[count - 1]
-                arrival = self._arrivals.add()
-            await arrival.wait()
+        await self._arrivals.wait_for(lambda: len(self.requests) >= count)
+        return self.requests[count - 1]
+
+    def wait_for_request_sync(
+        self, count: int = 1, *, timeout: float = DEFAULT_SYNC_TIMEOUT
+    ) -> RecordedRequest:
+        """`wait_for_request()` for sync tests: block until `count` requests have arrived and
+        return the `count`-th; `TimeoutError` after `timeout` seconds."""
+        self._arrivals.wait_for_blocking(
+            lambda: len(self.requests) >= count, timeout, f"request {count} did not arrive"
+        )
+        return self.requests[count - 1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

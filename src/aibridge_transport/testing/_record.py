@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .._bridge_gateway import GATEWAY_KEY_HEADER
-from ._wake import Waiters
+from ._wake import DEFAULT_SYNC_TIMEOUT, Waiters
 
 __all__ = ["Outcome", "RecordedRequest", "redact_headers"]
 
@@ -83,12 +83,17 @@ class RecordedRequest:
 
     async def wait_ended(self) -> Outcome:
         """Wait until the app has stopped handling this request; return the outcome."""
-        with self._waiters.lock:
-            if self._done:
-                return self.outcome
-            ended = self._waiters.add()
-        await ended.wait()
+        await self._waiters.wait_for(self._is_done)
         return self.outcome
+
+    def wait_ended_sync(self, timeout: float = DEFAULT_SYNC_TIMEOUT) -> Outcome:
+        """`wait_ended()` for sync tests: block until the app has stopped handling this
+        request and return the outcome; `TimeoutError` after `timeout` seconds."""
+        self._waiters.wait_for_blocking(self._is_done, timeout, "the app did not end")
+        return self.outcome
+
+    def _is_done(self) -> bool:
+        return self._done
 
     def _end(self, outcome: Outcome) -> None:
         if self.outcome == "running":

@@ -91,13 +91,13 @@ class TokenGate:
 
     async def wait(self) -> None:
         """Wait until a token may go (called by the bridge)."""
-        while True:
-            with self._waiters.lock:
-                if self._taken < self._released:
-                    self._taken += 1
-                    return
-                changed = self._waiters.add()
-            await changed.wait()
+        await self._waiters.wait_for(self._take)
+
+    def _take(self) -> bool:
+        if self._taken < self._released:
+            self._taken += 1
+            return True
+        return False
 
 
 @dataclass(frozen=True, kw_only=True)
