@@ -49,15 +49,13 @@ class ChatFamily:
     """Whether answers name a `system_fingerprint` (`fp_...`) or send null."""
 
 
-# By model name prefix (docs/testing.md, "Models"). The older families answer a forced named
-# function with "stop" and name a fingerprint; the gpt-5 family answers "tool_calls" and a
-# null fingerprint, as recorded in 2026. Names not listed (reasoning models, newer families,
-# made-up test names) answer as the current family does, which is also what the API
-# reference documents.
+# By model name prefix; the evidence for each line is in docs/testing.md, "Models". The older
+# lines answer a forced named function with "stop" and name a fingerprint; the gpt-5 line
+# answers "tool_calls" and a null fingerprint. Names not listed (reasoning models, newer
+# lines, made-up test names) answer as the gpt-5 line does.
 CHAT_FAMILIES: Final[Mapping[str, ChatFamily]] = {
     "gpt-3.5": ChatFamily("stop", system_fingerprint=True),
     "gpt-4": ChatFamily("stop", system_fingerprint=True),  # gpt-4, -turbo, gpt-4o, gpt-4.1
-    "chatgpt-4o": ChatFamily("stop", system_fingerprint=True),
 }
 CURRENT_CHAT_FAMILY: Final = ChatFamily("tool_calls", system_fingerprint=False)
 
