@@ -27,6 +27,7 @@ from recorded_traffic import (
     load_all,
     recorded_traffic_root,
     run_exchange,
+    stale,
 )
 from recorded_traffic_known import KNOWN_DIFFERENCES
 
@@ -60,29 +61,28 @@ def report(findings: list[Finding], *, unexplained_only: bool) -> int:
             )
         else:
             by_entry[id(finding.known)].append(finding)
-    stale = [known for known in KNOWN_DIFFERENCES if id(known) not in by_entry]
+    unneeded = stale(KNOWN_DIFFERENCES, findings)
     refused = {f.exchange.name for f in findings if f.difference.kind == "refused"}
 
     print(f"\n== Unexplained differences: {len(unexplained)}")
     for (severity, api, what), seen in sorted(unexplained.items()):
         print(f"  [{severity}] {api}: {what}\n      real/fake: {seen[0].difference}")
         print(f"      seen on {where_seen(seen)}")
-    print(f"\n== Stale known differences (no longer found; delete them): {len(stale)}")
-    for known in stale:
-        print(f"  [{known.severity}] {known.kind} {known.where}: {known.reason}")
+    print(f"\n== Stale known differences (no longer found; delete them): {len(unneeded)}")
+    for known in unneeded:
+        limited = f" on {', '.join(known.exchanges)}" if known.exchanges else ""
+        print(f"  [{known.severity}] {known.kind} {known.where}{limited}: {known.reason}")
     print(f"\n== Valid recorded requests the fake refuses: {len(refused)}")
     for name in sorted(refused):
         print(f"  {name}")
     if not unexplained_only:
         entries = [k for k in KNOWN_DIFFERENCES if id(k) in by_entry]
-        for title, pending in (("being fixed", True), ("standing", False)):
-            for severity in ("high", "low"):
-                group = [k for k in entries if k.fixed_by_pending_change == pending]
-                group = [k for k in group if k.severity == severity]
-                print(f"\n== Known differences, {title}, {severity} severity: {len(group)}")
-                for known in group:
-                    print_known(known, by_entry[id(known)])
-    return 1 if unexplained or stale else 0
+        for severity in ("high", "low"):
+            group = [k for k in entries if k.severity == severity]
+            print(f"\n== Known differences, {severity} severity: {len(group)}")
+            for known in group:
+                print_known(known, by_entry[id(known)])
+    return 1 if unexplained or unneeded else 0
 
 
 def print_known(known: KnownDifference, seen: list[Finding]) -> None:

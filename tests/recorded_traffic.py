@@ -33,7 +33,7 @@ import json
 import re
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
 from urllib.parse import urlsplit
@@ -66,6 +66,7 @@ __all__ = [
     "recorded_traffic_root",
     "replay",
     "run_exchange",
+    "stale",
 ]
 
 API: TypeAlias = Literal["openai-chat", "openai-responses", "anthropic-messages", "anthropic-count"]
@@ -483,8 +484,6 @@ class KnownDifference:
         severity: `high` when a test could pass on the fake and fail against the real API, or
             the other way round; `low` when cosmetic.
         reason: Why the fake differs.
-        fixed_by_pending_change: The fake is being changed to remove this difference; delete
-            the entry once that change is in (the suite then says the entry is stale).
         exchanges: Patterns over exchange names it is limited to (default: any).
     """
 
@@ -493,7 +492,6 @@ class KnownDifference:
     apis: tuple[API, ...]
     severity: Severity
     reason: str
-    fixed_by_pending_change: bool = False
     exchanges: tuple[str, ...] = ()
 
     @property
@@ -537,6 +535,18 @@ def explain(
         )
         for difference in differences
     ]
+
+
+def stale(known: Sequence[KnownDifference], findings: Sequence[Finding]) -> list[KnownDifference]:
+    """The parts of `known` no finding needs: each entry narrowed to one of its patterns, or to
+    one of the exchanges it is limited to, that explains none of `findings`."""
+    out: list[KnownDifference] = []
+    for entry in known:
+        parts = [replace(entry, where=where) for where in entry.patterns]
+        parts += [replace(entry, exchanges=(name,)) for name in entry.exchanges]
+        seen = [(f.exchange, f.difference) for f in findings if f.known is entry]
+        out += [part for part in parts if not any(part.matches(*pair) for pair in seen)]
+    return out
 
 
 def _json_type(value: Any) -> str:

@@ -137,32 +137,55 @@ async def test_the_snapshot_table_is_scriptable(mode: Mode) -> None:
     ]
 
 
+FORCED: Any = {"type": "function", "function": {"name": "weather"}}
+
+
+async def forced_finishes(clients: Any, model: str) -> tuple[str, str | None, str | None]:
+    """The model an answer names, and the finish_reason of a forced call, whole and streamed."""
+    whole = await clients.call(
+        "openai",
+        lambda client: client.chat.completions.create(
+            model=model, messages=USER, tools=[WEATHER], tool_choice=FORCED
+        ),
+    )
+    chunks = await clients.stream(
+        "openai",
+        lambda client: client.chat.completions.create(
+            model=model, messages=USER, tools=[WEATHER], tool_choice=FORCED, stream=True
+        ),
+    )
+    assert whole.choices[0].message.tool_calls[0].function.name == "weather"
+    return whole.model, whole.choices[0].finish_reason, chunks[-1].choices[0].finish_reason
+
+
 @MODES
-async def test_a_tool_choice_forcing_a_named_function_finishes_with_stop(mode: Mode) -> None:
-    forced = {"type": "function", "function": {"name": "weather"}}
+async def test_a_tool_choice_forcing_a_named_function_finishes_as_the_model_does(
+    mode: Mode,
+) -> None:
     bridge = FakeAIBridge(default=Reply("", tool_calls=[CALL]))
     async with sdks(mode, bridge) as clients:
-        whole = await clients.call(
-            "openai",
-            lambda client: client.chat.completions.create(
-                model="m", messages=USER, tools=[WEATHER], tool_choice=forced
-            ),
-        )
-        chunks = await clients.stream(
-            "openai",
-            lambda client: client.chat.completions.create(
-                model="m", messages=USER, tools=[WEATHER], tool_choice=forced, stream=True
-            ),
-        )
+        models = ("gpt-4o", "gpt-4.1-mini", "gpt-3.5-turbo", "gpt-5-mini", "o3", "m")
+        finishes = [await forced_finishes(clients, model) for model in models]
+        # A reply scripted with a model answers as that model does.
+        older = Reply("", tool_calls=[CALL], model="gpt-4o-mini-2024-07-18")
+        bridge.queue(older, older)
+        scripted = await forced_finishes(clients, "gpt-5-mini")
         free = await clients.call(
             "openai",
             lambda client: client.chat.completions.create(
-                model="m", messages=USER, tools=[WEATHER]
+                model="gpt-4o", messages=USER, tools=[WEATHER]
             ),
         )
-    assert whole.choices[0].finish_reason == "stop"
-    assert whole.choices[0].message.tool_calls[0].function.name == "weather"
-    assert [chunk.choices[0].finish_reason for chunk in chunks][-1] == "stop"
+    # The gpt-4 and gpt-3.5 lines say "stop", the gpt-5 line and the rest "tool_calls".
+    assert finishes == [
+        ("gpt-4o-2024-08-06", "stop", "stop"),
+        ("gpt-4.1-mini-2025-04-14", "stop", "stop"),
+        ("gpt-3.5-turbo-0125", "stop", "stop"),
+        ("gpt-5-mini-2025-08-07", "tool_calls", "tool_calls"),
+        ("o3-2025-04-16", "tool_calls", "tool_calls"),
+        ("m", "tool_calls", "tool_calls"),
+    ]
+    assert scripted == ("gpt-4o-mini-2024-07-18", "stop", "stop")
     assert free.choices[0].finish_reason == "tool_calls"
 
 
@@ -211,20 +234,30 @@ async def test_count_tokens_and_models_answer_a_queued_script(mode: Mode) -> Non
 # Smaller details, matched where cheap
 
 
+async def chat_answers(clients: Any, model: str) -> list[Any]:
+    """A whole chat answer of `model` and the chunks of a streamed one."""
+    whole = await clients.call(
+        "openai", lambda client: client.chat.completions.create(model=model, messages=USER)
+    )
+    chunks = await clients.stream(
+        "openai",
+        lambda client: client.chat.completions.create(model=model, messages=USER, stream=True),
+    )
+    return [whole, *chunks]
+
+
 @MODES
-async def test_chat_answers_name_their_service_tier_and_fingerprint(mode: Mode) -> None:
+async def test_chat_answers_name_their_service_tier_and_fingerprint_as_the_model_does(
+    mode: Mode,
+) -> None:
     async with sdks(mode) as clients:
-        whole = await clients.call(
-            "openai", lambda client: client.chat.completions.create(model="m", messages=USER)
-        )
-        chunks = await clients.stream(
-            "openai",
-            lambda client: client.chat.completions.create(model="m", messages=USER, stream=True),
-        )
-    for answer in (whole, *chunks):
-        assert answer.service_tier == "default"
-        assert answer.system_fingerprint is not None
-        assert answer.system_fingerprint.startswith("fp_")
+        older = await chat_answers(clients, "gpt-4o-mini")
+        current = await chat_answers(clients, "gpt-5-mini")
+        unknown = await chat_answers(clients, "m")
+    assert {answer.service_tier for answer in (*older, *current, *unknown)} == {"default"}
+    # The gpt-4o line names a fingerprint; the gpt-5 line, and names the fake does not know, none.
+    assert {answer.system_fingerprint[:3] for answer in older} == {"fp_"}
+    assert {answer.system_fingerprint for answer in (*current, *unknown)} == {None}
 
 
 @MODES
@@ -256,14 +289,22 @@ async def test_tool_only_streams_open_as_the_real_ones(mode: Mode) -> None:
 
 
 @MODES
-async def test_openai_errors_say_their_charset(mode: Mode) -> None:
-    async with sdks(mode, FakeAIBridge(default=HTTPError(500, "boom"))) as clients:
-        error = await clients.refused(
+async def test_error_responses_say_application_json_without_a_charset(mode: Mode) -> None:
+    bridge = FakeAIBridge(default=HTTPError(400, "no"))
+    async with sdks(mode, bridge) as clients:
+        openai_error = await clients.refused(
             "openai",
-            openai.InternalServerError,
+            openai.BadRequestError,
             lambda client: client.chat.completions.create(model="m", messages=USER),
         )
-    assert error.response.headers["content-type"] == "application/json; charset=utf-8"
+        anthropic_error = await clients.refused(
+            "anthropic",
+            anthropic.BadRequestError,
+            lambda client: client.messages.create(model="c", max_tokens=8, messages=USER),
+        )
+    # As the recorded 400s of both providers say it.
+    assert openai_error.response.headers["content-type"] == "application/json"
+    assert anthropic_error.response.headers["content-type"] == "application/json"
 
 
 @MODES

@@ -28,6 +28,7 @@ from recorded_traffic import (
     recorded_traffic_root,
     replay,
     run_exchange,
+    stale,
 )
 from recorded_traffic_known import KNOWN_DIFFERENCES
 from sdk_helpers import forbid_network
@@ -68,13 +69,15 @@ async def test_a_recorded_exchange_differs_from_the_fake_only_as_known(
 
 @needs_recordings
 async def test_every_known_difference_is_still_found() -> None:
-    found: set[int] = set()
-    for exchange in EXCHANGES:
-        for finding in await run_exchange(exchange, KNOWN_DIFFERENCES):
-            if finding.known is not None:
-                found.add(id(finding.known))
-    stale = [f"{k.kind} {k.where}: {k.reason}" for k in KNOWN_DIFFERENCES if id(k) not in found]
-    assert not stale, "known differences no longer found (delete them):\n" + "\n".join(stale)
+    findings = [
+        f for exchange in EXCHANGES for f in await run_exchange(exchange, KNOWN_DIFFERENCES)
+    ]
+    # Each pattern of an entry, and each exchange it is limited to, must still be needed.
+    unneeded = [
+        f"{k.kind} {k.where} on {k.exchanges}: {k.reason}"
+        for k in stale(KNOWN_DIFFERENCES, findings)
+    ]
+    assert not unneeded, "known differences no longer found (delete them):\n" + "\n".join(unneeded)
 
 
 @needs_recordings
@@ -118,8 +121,6 @@ def test_every_known_difference_says_why_and_how_much_it_matters() -> None:
     for known in KNOWN_DIFFERENCES:
         assert known.severity in {"high", "low"}
         assert known.reason
-        # The lead deletes the pending entries once the fixes are in: they say so.
-        assert known.reason.startswith("being fixed: ") == known.fixed_by_pending_change
 
 
 # --- The machinery, on exchanges written here -----------------------------------------------

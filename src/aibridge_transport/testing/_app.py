@@ -473,17 +473,11 @@ def _listing(call: _Call) -> dict[str, Any]:
 
 
 def _json(body: Any, status: int, call: _Call, **headers: str) -> JSONResponse:
-    """A JSON answer with the provider's request id header, as every real answer has.
-
-    OpenAI's errors say their charset (`application/json; charset=utf-8`); its answers and
-    all of Anthropic's do not.
-    """
+    """A JSON answer with the provider's request id header, as every real answer has; answers
+    and errors alike say `application/json`, no charset, on both APIs (as recorded)."""
     header = _REQUEST_ID_HEADERS[call.api]
-    media_type = "application/json"
-    if call.api == "openai" and status >= 400:
-        media_type += "; charset=utf-8"
     return JSONResponse(
-        body, status, headers={header: call.request_id, **headers}, media_type=media_type
+        body, status, headers={header: call.request_id, **headers}, media_type="application/json"
     )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ._models import chat_family
 from ._script import Finish, Reply, ToolCall
 from ._sse import sse
 from ._tokens import input_tokens, tool_call_tokens
@@ -225,7 +226,9 @@ class OpenAIChat(Format):
             "created": self.created,
             "model": self.model,
             "service_tier": _CHAT_SERVICE_TIER,
-            "system_fingerprint": _SYSTEM_FINGERPRINT,
+            "system_fingerprint": (
+                _SYSTEM_FINGERPRINT if chat_family(self.model).system_fingerprint else None
+            ),
         }
 
     def _chunk(self, choices: list[dict[str, Any]]) -> bytes:
@@ -279,10 +282,13 @@ class OpenAIChat(Format):
         finish = self.plan.finish
         if finish in ("length", "content_filter"):
             return finish
-        # A `tool_choice` that forces a named function ends with "stop", calls and all.
+        if not self.tool_calls:
+            return "stop"
+        # A `tool_choice` forcing a named function: the answer's model family decides.
         choice = self.request_body.get("tool_choice")
-        forced = isinstance(choice, dict) and choice.get("type") == "function"
-        return "tool_calls" if self.tool_calls and not forced else "stop"
+        if isinstance(choice, dict) and choice.get("type") == "function":
+            return chat_family(self.model).forced_function_finish
+        return "tool_calls"
 
     def _usage(self) -> dict[str, Any]:
         prompt = self.plan.input_tokens
