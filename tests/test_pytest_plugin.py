@@ -74,7 +74,7 @@ def test_fixtures_serve_both_flavours_under_anyio_on_both_backends(
 
         async def test_httpx_client(aibridge_app, aibridge_client, aibridge_delegated_key):
             assert isinstance(aibridge_app, FakeAIBridge)
-            client = aibridge_client("openai")
+            client = aibridge_client("openai", flavor="httpx")
             assert type(client) is httpx.AsyncClient
             response = await client.get("/v1/models")
             assert response.status_code == 200
@@ -83,7 +83,7 @@ def test_fixtures_serve_both_flavours_under_anyio_on_both_backends(
             assert (seen.delegated_api_key_id, seen.source) == ("test-key", "agents")
 
         async def test_httpx2_client(aibridge_app, aibridge_client, aibridge_delegated_key):
-            client = aibridge_client("anthropic", flavor="httpx2", source="cli")
+            client = aibridge_client("anthropic", source="cli")  # httpx2 unless told
             assert type(client) is httpx2.AsyncClient
             assert not any(
                 cls.__module__.startswith("httpx.") for cls in type(client._transport).__mro__

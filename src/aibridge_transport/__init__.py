@@ -26,7 +26,7 @@ from ._errors import (
     RedirectRefusedError,
 )
 from ._lifespan import LifespanError
-from ._transport_httpx import StreamingASGITransport
+from ._transport_httpx import StreamingASGITransport, Transport
 
 __version__ = "0.1.0"
 
@@ -47,6 +47,7 @@ __all__ = [
     "RedirectRefusedError",
     "Source",
     "StreamingASGITransport",
+    "Transport",
     "TransportFactory",
     "TransportFactorySlot",
     "__version__",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import weakref
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, overload
 
 import anyio
 
@@ -22,13 +22,36 @@ from ._sync_transport import close_in_process, enter_in_process
 from ._transport import DEFAULT_MAX_BUFFERED_CHUNKS, RoutedRequest, TransportCore
 from .types import ASGIApp
 
+if TYPE_CHECKING:
+    from ._transport_httpx import Transport as HTTPXTransport
+    from .httpx2 import Transport as HTTPX2Transport
+
 __all__ = ["AIBridgeTransport", "InProcessTransportFactory", "TransportFactory"]
 
 
 class TransportFactory(Protocol):
-    """Hands out a transport per provider and source; in-process or over HTTP."""
+    """
+    Hands out a transport per provider and source; in-process or over HTTP.
 
-    def transport_for(self, provider_name: str, source: Source | str) -> Any: ...
+    `transport_for` is overloaded on the literal flavour (behaviour §2): the default,
+    `flavor="httpx"`, gives an `aibridge_transport.Transport` (for `httpx.AsyncClient` and
+    `httpx.Client`), `flavor="httpx2"` an `aibridge_transport.httpx2.Transport` (for
+    `httpx2.AsyncClient` and `httpx2.Client`), so a type checker refuses the one in the
+    other's client. Both `InProcessTransportFactory` and `HTTPTransportFactory` implement it.
+    """
+
+    @overload
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Literal["httpx"] = ...
+    ) -> HTTPXTransport: ...
+    @overload
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Literal["httpx2"]
+    ) -> HTTPX2Transport: ...
+    @overload
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Flavor
+    ) -> HTTPXTransport | HTTPX2Transport: ...
 
 
 class AIBridgeTransport(TransportCore):
@@ -105,13 +128,27 @@ class InProcessTransportFactory(SyncClosing):
     def _state(self) -> dict[str, Any] | None:
         return self._lifespan.state if self._lifespan is not None else None
 
+    @overload
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Literal["httpx"] = ...
+    ) -> HTTPXTransport: ...
+    @overload
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Literal["httpx2"]
+    ) -> HTTPX2Transport: ...
+    @overload
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Flavor
+    ) -> HTTPXTransport | HTTPX2Transport: ...
     def transport_for(
         self, provider_name: str, source: Source | str, *, flavor: Flavor = "httpx"
     ) -> Any:
         """A transport for `provider_name` (one path segment), tagged with `source`.
 
-        `flavor="httpx"` gives an `httpx.AsyncBaseTransport`, `flavor="httpx2"` one for
-        `httpx2.AsyncClient` with no httpx class in its MRO.
+        `flavor="httpx"` (the default) gives an `aibridge_transport.Transport`, for
+        `httpx.AsyncClient` and `httpx.Client`; `flavor="httpx2"` an
+        `aibridge_transport.httpx2.Transport`, for `httpx2.AsyncClient` and `httpx2.Client`,
+        with no httpx class in its MRO (what openai 3.x and anthropic >= 1.0 need).
         """
         if self.app is None:
             raise BridgeNotRegisteredError()

@@ -13,7 +13,7 @@ import threading
 import weakref
 from collections.abc import AsyncIterator
 from types import ModuleType, TracebackType
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, overload
 
 import anyio
 import httpx
@@ -30,9 +30,13 @@ from ._bridge_identity import Source, check_source, delegated_api_key_id_from_co
 from ._bridge_over_http_sync import SyncHTTPRouteMixin, close_http_factory
 from ._bridge_paths import place_request_path, validate_provider_name
 from ._errors import MissingDelegatedAPIKeyError
-from ._flavors import Flavor, flavor_module, flavored_class, wrong_flavor_error
+from ._flavors import Flavor, flavor_module, flavored_class, transport_base, wrong_flavor_error
 from ._loop_host import SyncClosing
 from ._rules import path_without_query
+
+if TYPE_CHECKING:
+    from ._transport_httpx import Transport as HTTPXTransport
+    from .httpx2 import Transport as HTTPX2Transport
 
 __all__ = ["HTTPTransportFactory"]
 
@@ -217,7 +221,7 @@ def _route_class(module: ModuleType) -> type[_HTTPBridgeTransport]:
     )
     return flavored_class(
         _HTTPBridgeTransport,
-        (SyncHTTPRouteMixin, module.AsyncBaseTransport, module.BaseTransport),
+        (SyncHTTPRouteMixin, transport_base(module.__name__)),
         "HTTPBridgeTransport",
         {"body_class": body},
     )
@@ -294,13 +298,26 @@ class HTTPTransportFactory(SyncClosing):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r}, gateway_key=<hidden>)"
 
+    @overload
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Literal["httpx"] = ...
+    ) -> HTTPXTransport: ...
+    @overload
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Literal["httpx2"]
+    ) -> HTTPX2Transport: ...
+    @overload
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Flavor
+    ) -> HTTPXTransport | HTTPX2Transport: ...
     def transport_for(
         self, provider_name: str, source: Source | str, *, flavor: Flavor = "httpx"
     ) -> Any:
         """A transport for `provider_name` (one path segment), tagged with `source`.
 
-        `flavor="httpx"` gives an `httpx.AsyncBaseTransport`, `flavor="httpx2"` one for
-        `httpx2.AsyncClient` with no httpx class in its MRO.
+        The same overloads as `InProcessTransportFactory.transport_for`: `flavor="httpx"`
+        (the default) gives an `aibridge_transport.Transport`, `flavor="httpx2"` an
+        `aibridge_transport.httpx2.Transport`.
         """
         module = flavor_module(flavor)
         provider = validate_provider_name(provider_name)

@@ -20,6 +20,7 @@ __all__ = [
     "flavor_module",
     "flavored_class",
     "streaming_transport_class",
+    "transport_base",
     "wrong_flavor_error",
 ]
 
@@ -60,6 +61,15 @@ def streaming_transport_class(flavor: str) -> type[Any]:
     else:
         from .httpx2 import StreamingASGITransport  # type: ignore[assignment]
     return StreamingASGITransport
+
+
+def transport_base(flavor: str) -> type[Any]:
+    """The class every transport of `flavor` derives from (`Transport` of its module)."""
+    if _check_flavor(flavor) == "httpx":
+        from ._transport_httpx import Transport
+    else:
+        from .httpx2 import Transport  # type: ignore[assignment]
+    return Transport
 
 
 # Keyed by the base class, not the flavour's name: a re-imported library (pytester runs do

@@ -7,8 +7,9 @@ Loaded automatically (a `pytest11` entry point). The fixtures, all function-scop
   `False` under `@pytest.mark.aibridge_lenient`).
 - `aibridge_factory`: an `InProcessTransportFactory` over `aibridge_app`, its lifespan running.
 - `aibridge_delegated_key`: sets the delegated API key id `"test-key"` for the test.
-- `aibridge_client`: `aibridge_client("openai")` gives an `httpx.AsyncClient`,
-  `aibridge_client("anthropic", flavor="httpx2")` an `httpx2.AsyncClient`; closed at teardown.
+- `aibridge_client`: `aibridge_client("openai")` gives an `httpx2.AsyncClient` (the flavour
+  openai 3.x and anthropic >= 1.0 need), `aibridge_client("custom", flavor="httpx")` an
+  `httpx.AsyncClient`; closed at teardown.
 - For sync tests (plain `def test_...`, behaviour §12): `aibridge_sync_factory` (the factory
   entered with `with`: its lifespan on a loop thread of its own), `aibridge_sync_delegated_key`
   and `aibridge_sync_client`, which gives `httpx.Client` / `httpx2.Client` the same way.
@@ -20,7 +21,7 @@ under pytest-asyncio (tests marked `asyncio`, or its auto mode).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, overload
 
 import httpx
 import pytest
@@ -28,13 +29,14 @@ import pytest
 from ._bridge_factory import InProcessTransportFactory
 from ._bridge_identity import Source, with_delegated_api_key_id
 from ._errors import AIBridgeTransportError
-from ._flavors import flavor_module
+from ._flavors import Flavor, flavor_module
 from .types import ASGIApp
 
 if TYPE_CHECKING:
     import httpx2
 
 __all__ = [
+    "CLIENT_FLAVOR",
     "DEFAULT_BASE_URL",
     "DEFAULT_DELEGATED_KEY",
     "AIBridgeClientFactory",
@@ -43,6 +45,12 @@ __all__ = [
 
 DEFAULT_DELEGATED_KEY = "test-key"
 DEFAULT_BASE_URL = "http://aibridge"
+# The clients' flavour unless a test names one: what both current SDKs need (anthropic >= 1.0
+# refuses httpx objects, openai 3.x depends on httpx2; behaviour §2). Not keyed on the provider
+# name: a name is the provider's instance name ("openai-eu"), and a default that changed with
+# the value of a `str` would make the fixture's static type a lie. The factory's own default
+# stays httpx (docs/testing.md says why).
+CLIENT_FLAVOR: Final = "httpx2"
 
 _LENIENT_MARKER = "aibridge_lenient"
 _STRICT_NOTE = (
@@ -101,10 +109,10 @@ class AIBridgeClientFactory(Protocol):
         provider: str,
         *,
         source: Source | str = ...,
-        flavor: Literal["httpx"] = ...,
+        flavor: Literal["httpx2"] = ...,
         base_url: str = ...,
         **client_options: Any,
-    ) -> httpx.AsyncClient: ...
+    ) -> httpx2.AsyncClient: ...
 
     @overload
     def __call__(
@@ -112,10 +120,10 @@ class AIBridgeClientFactory(Protocol):
         provider: str,
         *,
         source: Source | str = ...,
-        flavor: Literal["httpx2"],
+        flavor: Literal["httpx"],
         base_url: str = ...,
         **client_options: Any,
-    ) -> httpx2.AsyncClient: ...
+    ) -> httpx.AsyncClient: ...
 
 
 @pytest.fixture
@@ -192,10 +200,10 @@ class AIBridgeSyncClientFactory(Protocol):
         provider: str,
         *,
         source: Source | str = ...,
-        flavor: Literal["httpx"] = ...,
+        flavor: Literal["httpx2"] = ...,
         base_url: str = ...,
         **client_options: Any,
-    ) -> httpx.Client: ...
+    ) -> httpx2.Client: ...
 
     @overload
     def __call__(
@@ -203,10 +211,10 @@ class AIBridgeSyncClientFactory(Protocol):
         provider: str,
         *,
         source: Source | str = ...,
-        flavor: Literal["httpx2"],
+        flavor: Literal["httpx"],
         base_url: str = ...,
         **client_options: Any,
-    ) -> httpx2.Client: ...
+    ) -> httpx.Client: ...
 
 
 @pytest.fixture
@@ -257,7 +265,7 @@ def _client_maker(
         provider: str,
         *,
         source: Source | str = Source.AGENTS,
-        flavor: Literal["httpx", "httpx2"] = "httpx",
+        flavor: Flavor = CLIENT_FLAVOR,
         base_url: str = DEFAULT_BASE_URL,
         **client_options: Any,
     ) -> Any:
