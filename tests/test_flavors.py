@@ -144,7 +144,7 @@ def test_flavor_module_names_the_two_libraries() -> None:
 
 
 def test_the_install_hint_names_the_extra() -> None:
-    assert "pip install 'aibridge-transport[httpx2]'" in HTTPX2_MISSING
+    assert "(the httpx2 extra): pip install httpx2" in HTTPX2_MISSING
 
 
 def test_streaming_transport_class_per_flavour() -> None:

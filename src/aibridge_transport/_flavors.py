@@ -28,7 +28,7 @@ Flavor = Literal["httpx", "httpx2"]
 FLAVORS: Final = ("httpx", "httpx2")
 
 HTTPX2_MISSING: Final = (
-    "the httpx2 flavour needs the httpx2 package: pip install 'aibridge-transport[httpx2]'"
+    "the httpx2 flavour needs the httpx2 package (the httpx2 extra): pip install httpx2"
 )
 
 # Where each flavour's StreamingASGITransport is imported from.
