@@ -5,22 +5,29 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import logging
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import anthropic
+import httpx
 import httpx2
 import openai
 import pytest
 from packaging.requirements import Requirement
 
 from aibridge_transport import (
+    FlavorMismatchError,
+    HTTPTransportFactory,
     InProcessTransportFactory,
     MissingDelegatedAPIKeyError,
     Source,
     delegated_api_key_id_from_context,
+    unwrap,
+    with_delegated_api_key_id,
 )
 from aibridge_transport.testing import FakeAIBridge
 
@@ -52,10 +59,18 @@ async def ask_anthropic(client: anthropic.AsyncAnthropic) -> None:
     )
 
 
+def refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "aibridge_transport" and record.levelno == logging.WARNING
+    ]
+
+
 @pytest.mark.anyio
-async def test_anthropic_retries_a_missing_key_and_reports_a_connection_error_caused_by_it() -> (
-    None
-):
+async def test_anthropic_retries_a_missing_key_and_reports_a_connection_error_caused_by_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     bridge = FakeAIBridge()
     factory = InProcessTransportFactory(bridge)
     attempts: list[str] = []
@@ -64,6 +79,17 @@ async def test_anthropic_retries_a_missing_key_and_reports_a_connection_error_ca
     with pytest.raises(anthropic.APIConnectionError) as caught:
         await ask_anthropic(client)
     await client.close()
+
+    # The cause is in the log too, once per refused attempt (behaviour §7).
+    assert (
+        refusals(caplog)
+        == [
+            "refused a request (provider=anthropic source=agents): no delegated API key id on the "
+            "caller's context: wrap the call in `with with_delegated_api_key_id(key_id):`"
+        ]
+        * 3
+    )
+    assert unwrap(caught.value) is caught.value.__cause__
 
     assert str(caught.value) == "Connection error."
     assert isinstance(caught.value.__cause__, MissingDelegatedAPIKeyError)
@@ -129,6 +155,70 @@ async def test_openai_raises_a_missing_key_as_it_is_without_retrying() -> None:
 
     assert attempts == ["/v1/chat/completions"]
     assert bridge.requests == []
+
+
+@pytest.mark.anyio
+async def test_a_wrong_flavour_behind_anthropics_connection_error_is_logged_and_unwrapped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    factory = InProcessTransportFactory(FakeAIBridge())
+    wrong: Any = factory.transport_for("anthropic", "cli")  # flavor="httpx2" forgotten
+    client = anthropic.AsyncAnthropic(
+        base_url="http://aibridge",
+        api_key="unused-in-process",
+        http_client=httpx2.AsyncClient(transport=wrong),
+        max_retries=1,
+    )
+
+    with with_delegated_api_key_id("key-7f3a-secret"), pytest.raises(Exception) as caught:
+        await ask_anthropic(client)
+    await client.close()
+
+    assert type(caught.value) is anthropic.APIConnectionError
+    cause = unwrap(caught.value)
+    assert isinstance(cause, FlavorMismatchError) and isinstance(cause, TypeError)
+    logged = refusals(caplog)
+    assert len(logged) == 2  # the first try and the one retry
+    assert logged[0].startswith("refused a request (provider=anthropic source=cli): this ")
+    assert 'flavor="httpx2"' in logged[0]
+    assert all("key-7f3a-secret" not in line for line in caplog.text.splitlines())
+
+
+@pytest.mark.anyio
+async def test_the_http_factory_logs_its_refusals_before_anything_is_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    factory = HTTPTransportFactory("http://127.0.0.1:9", "gateway-key-secret")
+    transport = factory.transport_for("openai", Source.AGENTS)
+    async with httpx.AsyncClient(transport=transport, base_url="http://aibridge") as client:
+        with pytest.raises(MissingDelegatedAPIKeyError):
+            await client.get("/v1/models")
+    await factory.aclose()
+
+    assert refusals(caplog) == [
+        "refused a request (provider=openai source=agents): no delegated API key id on the "
+        "caller's context: wrap the call in `with with_delegated_api_key_id(key_id):`"
+    ]
+    assert "gateway-key-secret" not in caplog.text
+
+
+def test_unwrap_finds_the_library_error_then_the_client_error_then_gives_up() -> None:
+    library = MissingDelegatedAPIKeyError()
+    transport_error = httpx2.RemoteProtocolError("incomplete response")
+    transport_error.__cause__ = ValueError("the app's own")
+    wrapped_library = RuntimeError("Connection error.")
+    wrapped_library.__cause__ = library
+    wrapped_transport = RuntimeError("Connection error.")
+    wrapped_transport.__cause__ = transport_error
+    plain = RuntimeError("nothing behind it")
+    looped = RuntimeError("a cycle")
+    looped.__cause__ = looped
+
+    assert unwrap(wrapped_library) is library
+    assert unwrap(library) is library
+    assert unwrap(wrapped_transport) is transport_error
+    assert unwrap(plain) is plain
+    assert unwrap(looped) is looped
 
 
 # -- missing extras ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from ._bridge_slot import TransportFactorySlot
 from ._errors import (
     AIBridgeTransportError,
     BridgeNotRegisteredError,
+    FlavorMismatchError,
     GatewayKeyMismatchError,
     InvalidIdentityError,
     InvalidProviderNameError,
@@ -26,6 +27,7 @@ from ._errors import (
     RedirectRefusedError,
 )
 from ._lifespan import LifespanError
+from ._refusals import unwrap
 from ._transport_httpx import StreamingASGITransport, Transport
 
 __version__ = "0.1.0"
@@ -34,6 +36,7 @@ __all__ = [
     "AIBRIDGE_ROOT_PATH",
     "AIBridgeTransportError",
     "BridgeNotRegisteredError",
+    "FlavorMismatchError",
     "GatewayAuthMiddleware",
     "GatewayKeyMismatchError",
     "HTTPTransportFactory",
@@ -53,6 +56,7 @@ __all__ = [
     "__version__",
     "delegated_api_key_id_from_context",
     "source_from_context",
+    "unwrap",
     "with_delegated_api_key_id",
     "with_source",
 ]

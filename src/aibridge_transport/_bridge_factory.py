@@ -11,11 +11,12 @@ import anyio
 from ._bridge_identity import Source, check_source, delegated_api_key_id_from_context
 from ._bridge_identity import identity_context as _identity_context
 from ._bridge_paths import place_request_path, validate_provider_name
-from ._errors import BridgeNotRegisteredError, MissingDelegatedAPIKeyError
+from ._errors import AIBridgeTransportError, BridgeNotRegisteredError, MissingDelegatedAPIKeyError
 from ._exchange import AppRunner
 from ._flavors import Flavor, flavored_class, streaming_transport_class
 from ._lifespan import Lifespan
 from ._loop_host import LoopHost, SyncClosing
+from ._refusals import refused
 from ._rules import check_asgi_app
 from ._scope import ScopeBuilder
 from ._sync_transport import close_in_process, enter_in_process
@@ -66,8 +67,7 @@ class AIBridgeTransport(TransportCore):
     def _route(self, request: Any) -> RoutedRequest:
         key_id = delegated_api_key_id_from_context()
         if key_id is None:
-            raise MissingDelegatedAPIKeyError()
-        placed = place_request_path(self._provider, request.url.raw_path)
+            raise refused(MissingDelegatedAPIKeyError(), self._engine.log_label)
         extensions = {
             "aibridge": {
                 "provider": self._provider,
@@ -75,7 +75,12 @@ class AIBridgeTransport(TransportCore):
                 "delegated_api_key_id": key_id,
             }
         }
-        scope = self._scope.build(request, placed.path, placed.raw_path, extensions)
+        try:  # a path or header the library refuses (behaviour §3), logged as the key is
+            placed = place_request_path(self._provider, request.url.raw_path)
+            scope = self._scope.build(request, placed.path, placed.raw_path, extensions)
+        except AIBridgeTransportError as exc:
+            refused(exc, self._engine.log_label)
+            raise
         return scope, _identity_context(self._source, key_id)
 
 

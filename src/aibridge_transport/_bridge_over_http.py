@@ -29,9 +29,10 @@ from ._bridge_gateway import (
 from ._bridge_identity import Source, check_source, delegated_api_key_id_from_context
 from ._bridge_over_http_sync import SyncHTTPRouteMixin, close_http_factory
 from ._bridge_paths import place_request_path, validate_provider_name
-from ._errors import MissingDelegatedAPIKeyError
+from ._errors import AIBridgeTransportError, MissingDelegatedAPIKeyError
 from ._flavors import Flavor, flavor_module, flavored_class, transport_base, wrong_flavor_error
 from ._loop_host import SyncClosing
+from ._refusals import refused
 from ._rules import path_without_query
 
 if TYPE_CHECKING:
@@ -142,6 +143,10 @@ class _HTTPBridgeTransport:
         self._gateway_key = gateway_key
         self._bodies: weakref.WeakSet[_BridgeResponseBody] = weakref.WeakSet()
 
+    def _label(self) -> str:
+        """How a log line names this transport (as the in-process one's do)."""
+        return f"provider={self._provider} source={self._identity_source.decode()}"
+
     def __repr__(self) -> str:
         return (
             f"<{type(self).__name__} provider={self._provider!r} bridge={str(self._target.base)!r}>"
@@ -176,12 +181,16 @@ class _HTTPBridgeTransport:
         if type(request) is not target.request_class and not isinstance(
             request, target.request_class
         ):
-            raise wrong_flavor_error(target.module.__name__, request)
+            raise refused(wrong_flavor_error(target.module.__name__, request), self._label())
         key_id = delegated_api_key_id_from_context()
         if key_id is None:
-            raise MissingDelegatedAPIKeyError()
+            raise refused(MissingDelegatedAPIKeyError(), self._label())
         url = request.url
-        placed = place_request_path(self._provider, url.raw_path)
+        try:
+            placed = place_request_path(self._provider, url.raw_path)
+        except AIBridgeTransportError as exc:
+            refused(exc, self._label())
+            raise
         query: bytes = url.query
         bridge_url = target.base.copy_with(
             raw_path=target.prefix + placed.raw_path + (b"?" + query if query else b"")

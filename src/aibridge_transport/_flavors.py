@@ -13,6 +13,8 @@ import importlib
 from types import ModuleType
 from typing import Any, Final, Literal, TypeVar
 
+from ._errors import FlavorMismatchError
+
 __all__ = [
     "FLAVORS",
     "HTTPX2_MISSING",
@@ -95,12 +97,12 @@ def flavored_class(
     return cached
 
 
-def wrong_flavor_error(flavor: str, request: object) -> TypeError:
+def wrong_flavor_error(flavor: str, request: object) -> FlavorMismatchError:
     """The error for a request of the other client library than the transport's."""
     other = type(request).__module__.partition(".")[0]
     if other not in FLAVORS:
         other = "httpx2" if flavor == "httpx" else "httpx"
-    return TypeError(
+    return FlavorMismatchError(
         f"this transport has the {flavor} flavour, but the request comes from an {other} "
         f'client: build the transport with flavor="{other}" '
         f'(`factory.transport_for(provider, source, flavor="{other}")`, or '
