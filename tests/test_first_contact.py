@@ -9,6 +9,8 @@ import logging
 import re
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,10 @@ import httpx2
 import openai
 import pytest
 from packaging.requirements import Requirement
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
 from aibridge_transport import (
     FlavorMismatchError,
@@ -29,7 +35,9 @@ from aibridge_transport import (
     unwrap,
     with_delegated_api_key_id,
 )
+from aibridge_transport._lifespan import NO_LIFESPAN_HINT
 from aibridge_transport.testing import FakeAIBridge
+from aibridge_transport.types import Receive, Scope, Send
 
 ROOT = Path(__file__).resolve().parent.parent
 DISTRIBUTION = "aibridge-transport"
@@ -310,3 +318,105 @@ def test_the_quick_start_install_line_brings_everything_the_quick_start_imports(
     for module in third_party_imports(ROOT / "examples" / "quickstart.py"):
         distributions = {name.lower() for name in by_module.get(module, [])}
         assert distributions & installed, f"the quick start imports {module}"
+
+
+# -- a factory never entered, whose app needs its lifespan (behaviour §8) ---------------------
+
+
+@asynccontextmanager
+async def lifespan_with_state(app: Starlette) -> AsyncIterator[dict[str, str]]:
+    app.state.greeting = "hello"  # the older pattern: state on the app object
+    yield {"upstream": "connected"}  # the ASGI lifespan state: on each request's scope
+
+
+async def reads_request_state(request: Request) -> Response:
+    return PlainTextResponse(request.state.upstream)
+
+
+async def reads_app_state(request: Request) -> Response:
+    return PlainTextResponse(request.app.state.greeting)
+
+
+async def reads_something_else(request: Request) -> Response:
+    return PlainTextResponse(request.unknown_attribute)  # type: ignore[attr-defined]
+
+
+def stateful_bridge() -> Starlette:
+    return Starlette(
+        lifespan=lifespan_with_state,
+        routes=[
+            Route("/api/v2/aibridge/openai/request-state", reads_request_state),
+            Route("/api/v2/aibridge/openai/app-state", reads_app_state),
+            Route("/api/v2/aibridge/openai/other", reads_something_else),
+        ],
+    )
+
+
+async def scope_state_app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    body = scope["state"]["upstream"].encode()  # the lifespan state, looked up raw
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def get_through(factory: InProcessTransportFactory, path: str) -> httpx.Response:
+    transport = factory.transport_for("openai", Source.AGENTS)
+    async with httpx.AsyncClient(transport=transport, base_url="http://aibridge") as client:
+        with with_delegated_api_key_id("key-1"):
+            return await client.get(path)
+
+
+def app_failures(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "aibridge_transport" and record.levelno == logging.ERROR
+    ]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", ["/request-state", "/app-state"])
+async def test_a_factory_never_entered_names_the_missing_lifespan_in_its_500_log_line(
+    path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    factory = InProcessTransportFactory(stateful_bridge())  # no `async with`
+
+    response = await get_through(factory, path)
+
+    assert response.status_code == 500
+    [line] = app_failures(caplog)
+    # Starlette sends its own 500 and then re-raises: the response is complete by then.
+    assert line.startswith("ASGI app raised after completing the response to GET /api/v2/")
+    assert line.endswith(NO_LIFESPAN_HINT)
+    assert "the factory was never entered (lifespan not run)" in line
+    assert caplog.records[-1].exc_info is not None
+    exc = caplog.records[-1].exc_info[1]
+    assert isinstance(exc, AttributeError)
+    assert exc.__notes__ == [NO_LIFESPAN_HINT]
+
+
+@pytest.mark.anyio
+async def test_a_raw_lookup_in_the_empty_scope_state_names_the_missing_lifespan_too() -> None:
+    factory = InProcessTransportFactory(scope_state_app, raise_app_exceptions=True)
+
+    with pytest.raises(KeyError) as caught:
+        await get_through(factory, "/v1/models")
+
+    assert caught.value.__notes__ == [NO_LIFESPAN_HINT]
+
+
+@pytest.mark.anyio
+async def test_an_entered_factory_serves_the_state_and_other_failures_get_no_hint(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with InProcessTransportFactory(stateful_bridge()) as factory:
+        request_state = await get_through(factory, "/request-state")
+        app_state = await get_through(factory, "/app-state")
+    never_entered = InProcessTransportFactory(stateful_bridge())
+    other = await get_through(never_entered, "/other")
+
+    assert (request_state.text, app_state.text) == ("connected", "hello")
+    assert other.status_code == 500
+    [line] = app_failures(caplog)
+    assert "lifespan" not in line

@@ -14,14 +14,14 @@ from ._bridge_paths import place_request_path, validate_provider_name
 from ._errors import AIBridgeTransportError, BridgeNotRegisteredError, MissingDelegatedAPIKeyError
 from ._exchange import AppRunner
 from ._flavors import Flavor, flavored_class, streaming_transport_class
-from ._lifespan import Lifespan
+from ._lifespan import NO_LIFESPAN_HINT, Lifespan, looked_up_missing_state
 from ._loop_host import LoopHost, SyncClosing
 from ._refusals import refused
 from ._rules import check_asgi_app
 from ._scope import ScopeBuilder
 from ._sync_transport import close_in_process, enter_in_process
 from ._transport import DEFAULT_MAX_BUFFERED_CHUNKS, RoutedRequest, TransportCore
-from .types import ASGIApp
+from .types import ASGIApp, Scope
 
 if TYPE_CHECKING:
     from ._transport_httpx import Transport as HTTPXTransport
@@ -133,6 +133,13 @@ class InProcessTransportFactory(SyncClosing):
     def _state(self) -> dict[str, Any] | None:
         return self._lifespan.state if self._lifespan is not None else None
 
+    def _explain_failure(self, exc: BaseException, scope: Scope) -> str | None:
+        """Why the app failed, when its lifespan never ran and it looked up state that
+        startup would have set (behaviour §8): otherwise an opaque `AttributeError`."""
+        if self._lifespan is None and looked_up_missing_state(exc, scope):
+            return NO_LIFESPAN_HINT
+        return None
+
     @overload
     def transport_for(
         self, provider_name: str, source: Source | str, *, flavor: Literal["httpx"] = ...
@@ -169,6 +176,7 @@ class InProcessTransportFactory(SyncClosing):
             max_buffered_chunks=self.max_buffered_chunks,
             log_label=f"provider={provider} source={source_name}",
             hidden_errors=self.hidden_app_exceptions,
+            explain_failure=self._explain_failure,
         )
         transport = transport_class(engine, self._scope, provider, source_name)
         transport.loop_host = self._loop_host  # type: ignore[attr-defined]
