@@ -20,6 +20,7 @@ under pytest-asyncio (tests marked `asyncio`, or its auto mode).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, overload
 
@@ -80,6 +81,55 @@ def _async_fixture(fixture_function: Callable[..., AsyncIterator[Any]]) -> Any:
     except ImportError:
         return pytest.fixture(fixture_function)
     return pytest_asyncio.fixture(fixture_function)
+
+
+# The fixtures that need an async test; each has a sync counterpart for plain `def` tests.
+_SYNC_COUNTERPARTS: Final = {
+    "aibridge_factory": "aibridge_sync_factory",
+    "aibridge_client": "aibridge_sync_client",
+    "aibridge_delegated_key": "aibridge_sync_delegated_key",
+}
+
+
+def _runs_async(item: pytest.Item) -> bool:
+    """Whether an async plugin will run this coroutine test (anyio's, or pytest-asyncio's)."""
+    if "anyio_backend" in getattr(item, "fixturenames", ()):  # @pytest.mark.anyio
+        return True
+    if item.get_closest_marker("asyncio") is not None:
+        return True
+    try:
+        return bool(item.config.getini("asyncio_mode") == "auto")
+    except ValueError:  # pytest-asyncio is not installed
+        return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Refuse a test that cannot use the async fixtures it asks for, before any is set up.
+
+    Left to pytest, a plain `def` test (or an unmarked `async def` one) fails with a generic
+    error halfway through setting the fixtures up, and what that leaves behind fails every
+    later test that uses them, with bare `AssertionError`s.
+    """
+    requested = [name for name in _SYNC_COUNTERPARTS if name in getattr(item, "fixturenames", ())]
+    if not requested:
+        return
+    names = ", ".join(f"`{name}`" for name in requested)
+    if not inspect.iscoroutinefunction(getattr(item, "obj", None)):
+        counterparts = ", ".join(f"`{_SYNC_COUNTERPARTS[name]}`" for name in requested)
+        pytest.fail(
+            f"{item.name} is a plain `def` test, but {names} need an async test: use "
+            f"{counterparts} in a plain `def` test (sync clients), or make it an "
+            "`async def` test marked `@pytest.mark.anyio`",
+            pytrace=False,
+        )
+    if not _runs_async(item):
+        pytest.fail(
+            f"{item.name} is an `async def` test that no async plugin runs, so {names} cannot "
+            "be set up: mark it `@pytest.mark.anyio` (or `pytestmark = pytest.mark.anyio` in "
+            "the module), or `@pytest.mark.asyncio` under pytest-asyncio",
+            pytrace=False,
+        )
 
 
 def pytest_configure(config: pytest.Config) -> None:
