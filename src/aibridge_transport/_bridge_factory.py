@@ -89,12 +89,15 @@ class InProcessTransportFactory(SyncClosing):
     Hands out transports that run the AI bridge app in this process, streaming.
 
     ```python
-    factory = InProcessTransportFactory(bridge_app)
-    with with_delegated_api_key_id(key_id):
+    async with InProcessTransportFactory(bridge_app) as factory:  # the app's lifespan
         client = httpx.AsyncClient(transport=factory.transport_for("openai", Source.AGENTS))
+        with with_delegated_api_key_id(key_id):  # around each call: whom it acts for
+            response = await client.get("http://aibridge/v1/models")
     ```
 
-    Use `async with factory:` to run the app's lifespan around its use.
+    The client is built once; the delegated key id is read when a request is sent, so set
+    it around the call. Sync clients: `with InProcessTransportFactory(app) as factory:`, or a
+    module-level factory in a process with no `with` block around its life (docs/recipes.md).
 
     Arguments:
         app: The bridge's ASGI app (an instance: an async callable `app(scope, receive,

@@ -259,8 +259,9 @@ class HTTPTransportFactory(SyncClosing):
 
     ```python
     factory = HTTPTransportFactory("http://aibridge.internal:8080", gateway_key)
-    with with_delegated_api_key_id(key_id):
-        client = httpx.AsyncClient(transport=factory.transport_for("openai", Source.AGENTS))
+    client = httpx.AsyncClient(transport=factory.transport_for("openai", Source.AGENTS))
+    with with_delegated_api_key_id(key_id):  # around each call: whom it acts for
+        response = await client.get("http://aibridge/v1/models")
     ...
     await factory.aclose()
     ```
