@@ -15,7 +15,9 @@ Loaded automatically (a `pytest11` entry point). The fixtures, all function-scop
   and `aibridge_sync_client`, which gives `httpx.Client` / `httpx2.Client` the same way.
 
 The async fixtures run under anyio's pytest plugin (tests marked `anyio`, on any backend) and
-under pytest-asyncio (tests marked `asyncio`, or its auto mode).
+under pytest-asyncio (tests marked `asyncio`, or its auto mode). A plain `def` test that asks
+for them, or an `async def` test that no async plugin runs, fails at setup with a message
+naming the `aibridge_sync_*` fixtures or the marker.
 """
 
 from __future__ import annotations
