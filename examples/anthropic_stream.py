@@ -7,7 +7,7 @@ in-process factory each token reaches the SDK as the bridge sends it; through
 
     python examples/anthropic_stream.py          # add `trio` to run it on trio
 
-Needs the `examples` extra: pip install 'aibridge-transport[examples]'.
+Needs the `examples` extra: pip install -e '.[examples]' in a clone.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Run as a script, it shows the whole chain streaming token by token:
 
     python examples/bridge_app.py          # add `trio` to run it on trio
 
-Needs the `examples` extra: pip install 'aibridge-transport[examples]'.
+Needs the `examples` extra: pip install -e '.[examples]' in a clone.
 """
 
 from __future__ import annotations

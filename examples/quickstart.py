@@ -2,7 +2,7 @@
 
     python examples/quickstart.py
 
-Needs pip install 'aibridge-transport[httpx2,testing]' openai (the `examples` extra has it
+Needs pip install -e '.[httpx2,testing]' openai in a clone (the `examples` extra has it
 all). The README shows this file from `import anyio` on.
 """
 

@@ -14,7 +14,7 @@ To run only the bridge, scaled out over worker processes:
     AIBRIDGE_GATEWAY_KEY=... uvicorn --factory standalone_bridge:create_app \\
         --app-dir examples --host 127.0.0.1 --port 8787 --workers 4
 
-Needs the `examples` extra: pip install 'aibridge-transport[examples]'.
+Needs the `examples` extra: pip install -e '.[examples]' in a clone.
 """
 
 from __future__ import annotations

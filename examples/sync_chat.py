@@ -6,7 +6,7 @@ bridge sends it: the bridge runs on the factory's own event loop thread, entered
 
     python examples/sync_chat.py
 
-Needs the `examples` extra: pip install 'aibridge-transport[examples]'.
+Needs the `examples` extra: pip install -e '.[examples]' in a clone.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 Installing aibridge-transport registers the fixtures; no conftest is needed:
 
 - `aibridge_app`: the bridge app under test, a `FakeAIBridge` unless you override it;
-- `aibridge_client`: `aibridge_client("openai")` gives an `httpx.AsyncClient`,
-  `aibridge_client("anthropic", flavor="httpx2")` an `httpx2.AsyncClient`, both going
-  straight to `aibridge_app` in process; closed at teardown;
+- `aibridge_client`: `aibridge_client("openai")` gives an `httpx2.AsyncClient` (what openai 3.x
+  and anthropic >= 1.0 need), `aibridge_client("custom", flavor="httpx")` an
+  `httpx.AsyncClient`, both going straight to `aibridge_app` in process; closed at teardown;
 - `aibridge_delegated_key`: sets the delegated API key id (`"test-key"`) for the test;
 - `aibridge_factory`: the `InProcessTransportFactory` behind the clients, lifespan running.
 
@@ -27,6 +27,7 @@ from contextlib import asynccontextmanager
 
 import anthropic
 import httpx
+import httpx2
 import openai
 import pytest
 from starlette.applications import Starlette
@@ -71,7 +72,7 @@ def openai_client(aibridge_client: AIBridgeClientFactory) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(
         base_url="http://aibridge/v1",
         api_key="unused-in-process",
-        http_client=aibridge_client("openai", flavor="httpx2"),
+        http_client=aibridge_client("openai"),
         max_retries=0,
     )
 
@@ -111,7 +112,7 @@ async def test_anthropic_messages_stream(
     client = anthropic.AsyncAnthropic(
         base_url="http://aibridge",
         api_key="unused-in-process",
-        http_client=aibridge_client("anthropic", flavor="httpx2"),
+        http_client=aibridge_client("anthropic"),
     )
 
     async with client.messages.stream(
@@ -143,7 +144,7 @@ async def test_an_app_crash_reaches_the_client_as_a_500(
     aibridge_delegated_key: str,
 ) -> None:
     aibridge_app.queue(Crash())
-    client: httpx.AsyncClient = aibridge_client("openai")
+    client: httpx2.AsyncClient = aibridge_client("openai")
 
     response = await client.post(
         "/v1/chat/completions",

@@ -73,8 +73,8 @@ def http_client(
     """A client of `flavour` whose transport runs the bridge in process."""
     hooks = {"response": [fast_retries]}
     if flavour == "httpx2":
-        transport = factory.transport_for(provider, Source.AGENTS, flavor="httpx2")
-        return httpx2.AsyncClient(transport=transport, event_hooks=hooks, **options)
+        transport2 = factory.transport_for(provider, Source.AGENTS, flavor="httpx2")
+        return httpx2.AsyncClient(transport=transport2, event_hooks=hooks, **options)
     transport = factory.transport_for(provider, Source.AGENTS)
     return httpx.AsyncClient(transport=transport, event_hooks=hooks, **options)
 

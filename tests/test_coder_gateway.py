@@ -137,7 +137,7 @@ def request_headers(probe: str) -> dict[str, str]:
 
 async def post_async(factory: HTTPTransportFactory, flavour: str, probe: str) -> Any:
     module = module_of(flavour)
-    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavour)  # type: ignore[arg-type]
+    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavour)  # type: ignore[call-overload]
     async with module.AsyncClient(transport=transport, base_url="http://upstream") as client:
         return await client.post(
             "/v1/a%2Fb?stream=true", content=b"request", headers=request_headers(probe)
@@ -146,7 +146,7 @@ async def post_async(factory: HTTPTransportFactory, flavour: str, probe: str) ->
 
 def post_sync(factory: HTTPTransportFactory, flavour: str, probe: str) -> Any:
     module = module_of(flavour)
-    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavour)  # type: ignore[arg-type]
+    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavour)  # type: ignore[call-overload]
     with module.Client(transport=transport, base_url="http://upstream") as client:
         return client.post(
             "/v1/a%2Fb?stream=true", content=b"request", headers=request_headers(probe)

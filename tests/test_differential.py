@@ -312,7 +312,7 @@ async def run_one(
     module: Any = httpx if flavor == "httpx" else httpx2
     probe = uuid.uuid4().hex
     outcome = Outcome()
-    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[arg-type]
+    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[call-overload]
     timeout = module.Timeout(10, read=read_timeout)
     async with module.AsyncClient(
         transport=transport, base_url="http://api.openai.example", timeout=timeout

@@ -109,6 +109,20 @@ def test_every_code_block_names_its_language(path: Path) -> None:
         assert language not in {"py", "python3", "pycon"}, f"{relative(path)}: use ```python"
 
 
+# The first line of a block that awaits at the top level, which a plain script cannot do.
+ASYNC_NOTE = (
+    "# Top-level await: run it in an async context (an async def, python -m asyncio, a notebook)."
+)
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=relative)
+def test_a_block_that_awaits_at_the_top_level_says_it_needs_an_async_context(path: Path) -> None:
+    for block in re.findall(r"^```python\n(.*?)^```", path.read_text(), re.M | re.S):
+        code = compile(block, str(path), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        awaits = bool(code.co_flags & inspect.CO_COROUTINE)
+        assert block.startswith(ASYNC_NOTE) == awaits, block.splitlines()[0]
+
+
 # -- the benchmarks page, rendered from the reference run -------------------------------------
 
 

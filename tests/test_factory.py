@@ -117,7 +117,7 @@ def test_flavours() -> None:
     assert isinstance(second, httpx2.AsyncBaseTransport)
     assert not any(cls.__module__.split(".")[0] == "httpx" for cls in type(second).__mro__)
     with pytest.raises(ValueError, match="flavor"):
-        factory.transport_for("openai", "agents", flavor="requests")  # type: ignore[arg-type]
+        factory.transport_for("openai", "agents", flavor="requests")  # type: ignore[call-overload]
 
 
 async def test_path_rewrite_and_scope_fidelity() -> None:

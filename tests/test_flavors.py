@@ -99,7 +99,8 @@ async def test_anthropic_wraps_the_flavour_error_and_keeps_it_as_the_cause() -> 
         api_key="sk-ant-test",
         base_url="http://bridge.invalid",
         max_retries=0,
-        http_client=httpx2.AsyncClient(transport=transport),
+        # The mistake under test, which a type checker refuses.
+        http_client=httpx2.AsyncClient(transport=transport),  # type: ignore[arg-type]
     )
     with with_delegated_api_key_id("key-1"), pytest.raises(anthropic.APIConnectionError) as caught:
         await client.messages.create(
@@ -117,7 +118,8 @@ async def test_openai_passes_the_flavour_error_through() -> None:
         api_key="sk-test",
         base_url="http://bridge.invalid/v1",
         max_retries=0,
-        http_client=httpx2.AsyncClient(transport=transport),
+        # The mistake under test, which a type checker refuses.
+        http_client=httpx2.AsyncClient(transport=transport),  # type: ignore[arg-type]
     )
     with with_delegated_api_key_id("key-1"), pytest.raises(TypeError) as caught:
         await client.models.list()
@@ -142,7 +144,7 @@ def test_flavor_module_names_the_two_libraries() -> None:
 
 
 def test_the_install_hint_names_the_extra() -> None:
-    assert "pip install 'aibridge-transport[httpx2]'" in HTTPX2_MISSING
+    assert "(the httpx2 extra): pip install httpx2" in HTTPX2_MISSING
 
 
 def test_streaming_transport_class_per_flavour() -> None:

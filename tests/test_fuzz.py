@@ -409,7 +409,7 @@ def make_client(setup: Setup) -> Any:
     }
     if setup.mode == "factory":
         factory = InProcessTransportFactory(scripted_app, **options)
-        transport = factory.transport_for("openai", "agents", flavor=setup.flavour)  # type: ignore[arg-type]
+        transport = factory.transport_for("openai", "agents", flavor=setup.flavour)  # type: ignore[call-overload]
     else:
         transport_class: Any = (
             StreamingASGITransport2 if setup.flavour == "httpx2" else StreamingASGITransport

@@ -46,7 +46,7 @@ def make_client(mode: str, flavour: str, app: Any, **options: Any) -> Any:
     """A client of `flavour` over the factory (500 mode) or the raise-mode transport."""
     if mode == "factory":
         factory = InProcessTransportFactory(app, **options)
-        transport = factory.transport_for("openai", Source.AGENTS, flavor=flavour)  # type: ignore[arg-type]
+        transport = factory.transport_for("openai", Source.AGENTS, flavor=flavour)  # type: ignore[call-overload]
     elif flavour == "httpx":
         transport = StreamingASGITransport(app, **options)
     else:

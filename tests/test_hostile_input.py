@@ -42,7 +42,7 @@ async def recording_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 def factory_client(flavour: str, mount: str = AIBRIDGE_ROOT_PATH) -> Any:
     factory = InProcessTransportFactory(recording_app, root_path=mount)
-    transport = factory.transport_for("openai", "agents", flavor=flavour)  # type: ignore[arg-type]
+    transport = factory.transport_for("openai", "agents", flavor=flavour)  # type: ignore[call-overload]
     module: Any = httpx2 if flavour == "httpx2" else httpx
     return module.AsyncClient(transport=transport, base_url="http://bridge")
 
@@ -413,7 +413,7 @@ async def test_malformed_start_is_a_500_from_the_factory(
 ) -> None:
     factory = InProcessTransportFactory(app)
     module: Any = httpx2 if flavour == "httpx2" else httpx
-    transport = factory.transport_for("openai", "agents", flavor=flavour)  # type: ignore[arg-type]
+    transport = factory.transport_for("openai", "agents", flavor=flavour)  # type: ignore[call-overload]
     async with module.AsyncClient(transport=transport, base_url="http://bridge") as client:
         with with_delegated_api_key_id("key-1"):
             response = await client.get("/v1/models")
@@ -494,7 +494,7 @@ async def headers_from_a_generator(scope: Scope, receive: Receive, send: Send) -
 async def test_response_headers_from_a_generator_are_taken(flavour: str) -> None:
     factory = InProcessTransportFactory(headers_from_a_generator)
     module: Any = httpx2 if flavour == "httpx2" else httpx
-    transport = factory.transport_for("openai", "agents", flavor=flavour)  # type: ignore[arg-type]
+    transport = factory.transport_for("openai", "agents", flavor=flavour)  # type: ignore[call-overload]
     async with module.AsyncClient(transport=transport, base_url="http://bridge") as client:
         with with_delegated_api_key_id("key-1"):
             response = await client.get("/v1/models")

@@ -161,7 +161,7 @@ def closed_url() -> str:
 
 
 def client(factory: HTTPTransportFactory, flavor: str = "httpx") -> Any:
-    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[arg-type]
+    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[call-overload]
     module: Any = httpx if flavor == "httpx" else httpx2
     return module.AsyncClient(transport=transport, base_url="http://api.openai.example")
 
@@ -403,7 +403,7 @@ async def test_closing_the_transport_closes_its_open_responses(
     factory: HTTPTransportFactory,
 ) -> None:
     name = unique()
-    transport = factory.transport_for("openai", Source.AGENTS)
+    transport: Any = factory.transport_for("openai", Source.AGENTS)  # its internals are read
     request = httpx.Request("GET", f"http://x/v1/hold?{name}")
     with with_delegated_api_key_id("key-1"):
         response = await transport.handle_async_request(request)
@@ -418,7 +418,7 @@ async def test_closing_the_transport_closes_its_open_responses(
 async def test_closing_the_factory_closes_open_responses_and_its_pools(bridge_url: str) -> None:
     name = unique()
     factory = HTTPTransportFactory(bridge_url, KEY)
-    transport = factory.transport_for("openai", Source.AGENTS)
+    transport: Any = factory.transport_for("openai", Source.AGENTS)  # its internals are read
     request = httpx.Request("GET", f"http://x/v1/hold?{name}")
     with with_delegated_api_key_id("key-1"):
         response = await transport.handle_async_request(request)
@@ -430,7 +430,8 @@ async def test_closing_the_factory_closes_open_responses_and_its_pools(bridge_ur
         await response.stream.__anext__()
     assert pool._pool.connections == []
     # A transport asked for afterwards gets a new pool.
-    assert factory.transport_for("openai", Source.AGENTS)._target.pool is not pool
+    later: Any = factory.transport_for("openai", Source.AGENTS)
+    assert later._target.pool is not pool
     await factory.aclose()
 
 
@@ -487,9 +488,9 @@ def test_httpx2_transport_holds_no_httpx_class() -> None:
 
 def test_transports_of_one_flavour_share_one_pool() -> None:
     factory = HTTPTransportFactory("http://127.0.0.1:9", KEY)
-    first = factory.transport_for("openai", Source.AGENTS)
-    second = factory.transport_for("anthropic", "other")
-    other_flavour = factory.transport_for("openai", Source.AGENTS, flavor="httpx2")
+    first: Any = factory.transport_for("openai", Source.AGENTS)  # its internals are read
+    second: Any = factory.transport_for("anthropic", "other")
+    other_flavour: Any = factory.transport_for("openai", Source.AGENTS, flavor="httpx2")
     assert first._target.pool is second._target.pool
     assert other_flavour._target.pool is not first._target.pool
 
@@ -523,7 +524,7 @@ def test_bad_provider_and_flavour_are_refused() -> None:
     with pytest.raises(ValueError, match="provider name is required"):
         factory.transport_for("", "agents")
     with pytest.raises(ValueError, match="flavor"):
-        factory.transport_for("openai", "agents", flavor="requests")  # type: ignore[arg-type]
+        factory.transport_for("openai", "agents", flavor="requests")  # type: ignore[call-overload]
 
 
 FAKE = FakeAIBridge(default=Reply(text="Hello over the wire"))
@@ -617,7 +618,7 @@ async def _failing_request(
     url: str, flavor: str, read_timeout: float | None = None
 ) -> BaseException:
     async with HTTPTransportFactory(url, SECRET) as factory:
-        transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[arg-type]
+        transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[call-overload]
         module: Any = httpx if flavor == "httpx" else httpx2
         async with module.AsyncClient(
             transport=transport, base_url="http://api.openai.example", timeout=read_timeout

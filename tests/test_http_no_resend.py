@@ -93,7 +93,7 @@ async def test_a_request_dropped_mid_way_is_sent_once(flavour: str, method: str)
     module = module_of(flavour)
     async with dropping_server() as server:
         async with HTTPTransportFactory(server.url, KEY) as factory:
-            transport = factory.transport_for("openai", Source.AGENTS, flavor=flavour)  # type: ignore[arg-type]
+            transport = factory.transport_for("openai", Source.AGENTS, flavor=flavour)  # type: ignore[call-overload]
             async with module.AsyncClient(transport=transport, base_url="http://x") as client:
                 with with_delegated_api_key_id("key-1"):
                     with pytest.raises(dropped_errors(module)):
@@ -113,7 +113,7 @@ async def test_an_idempotent_request_on_a_reused_connection_is_not_replayed(
     module = module_of(flavour)
     async with dropping_server(answered=1) as server:
         async with HTTPTransportFactory(server.url, KEY) as factory:
-            transport = factory.transport_for("openai", Source.AGENTS, flavor=flavour)  # type: ignore[arg-type]
+            transport = factory.transport_for("openai", Source.AGENTS, flavor=flavour)  # type: ignore[call-overload]
             async with module.AsyncClient(transport=transport, base_url="http://x") as client:
                 with with_delegated_api_key_id("key-1"):
                     first = await client.get("/v1/models")
@@ -133,7 +133,7 @@ async def test_a_sync_request_dropped_mid_way_is_sent_once(flavour: str, answere
 
     def call(url: str) -> None:
         with HTTPTransportFactory(url, KEY) as factory:
-            transport = factory.transport_for("openai", Source.AGENTS, flavor=flavour)  # type: ignore[arg-type]
+            transport = factory.transport_for("openai", Source.AGENTS, flavor=flavour)  # type: ignore[call-overload]
             with module.Client(transport=transport, base_url="http://x") as client:
                 with with_delegated_api_key_id("key-1"):
                     for _ in range(answered):

@@ -74,7 +74,7 @@ def test_fixtures_serve_both_flavours_under_anyio_on_both_backends(
 
         async def test_httpx_client(aibridge_app, aibridge_client, aibridge_delegated_key):
             assert isinstance(aibridge_app, FakeAIBridge)
-            client = aibridge_client("openai")
+            client = aibridge_client("openai", flavor="httpx")
             assert type(client) is httpx.AsyncClient
             response = await client.get("/v1/models")
             assert response.status_code == 200
@@ -83,7 +83,7 @@ def test_fixtures_serve_both_flavours_under_anyio_on_both_backends(
             assert (seen.delegated_api_key_id, seen.source) == ("test-key", "agents")
 
         async def test_httpx2_client(aibridge_app, aibridge_client, aibridge_delegated_key):
-            client = aibridge_client("anthropic", flavor="httpx2", source="cli")
+            client = aibridge_client("anthropic", source="cli")  # httpx2 unless told
             assert type(client) is httpx2.AsyncClient
             assert not any(
                 cls.__module__.startswith("httpx.") for cls in type(client._transport).__mro__
@@ -407,3 +407,59 @@ def test_factory_runs_the_app_lifespan(pytester: pytest.Pytester) -> None:
         """,
     )
     result.assert_outcomes(passed=4)
+
+
+MISUSED = """\
+import pytest
+
+
+def test_plain_def(aibridge_client, aibridge_delegated_key):
+    aibridge_client("openai")
+
+
+async def test_unmarked(aibridge_client, aibridge_delegated_key):
+    await aibridge_client("openai").get("/v1/models")
+
+
+@pytest.mark.anyio
+async def test_after_them(aibridge_client, aibridge_delegated_key):
+    assert (await aibridge_client("openai").get("/v1/models")).status_code == 200
+
+
+def test_sync_after_them(aibridge_sync_client, aibridge_sync_delegated_key):
+    assert aibridge_sync_client("openai").get("/v1/models").status_code == 200
+"""
+
+# The same options, for a run without pytest-asyncio (whose options would be unknown there).
+INI_WITHOUT_PYTEST_ASYNCIO = "\n".join(
+    line for line in INI.splitlines() if not line.startswith("asyncio_")
+)
+
+
+@pytest.mark.parametrize("pytest_asyncio", ["installed", "absent"])
+def test_misused_fixtures_are_refused_with_what_to_use_and_nothing_cascades(
+    pytester: pytest.Pytester, pytest_asyncio: str
+) -> None:
+    pytester.makeini(INI if pytest_asyncio == "installed" else INI_WITHOUT_PYTEST_ASYNCIO)
+    pytester.makeconftest(BOTH_BACKENDS)
+    pytester.makepyfile(test_inner=MISUSED)
+    args = ["-p", "no:asyncio"] if pytest_asyncio == "absent" else []
+
+    result = pytester.runpytest(*args)
+
+    # The two misused tests fail at setup with the library's message; the three runs after
+    # them pass (without the check, pytest's generic error left state behind that failed
+    # every later fixture test with a bare AssertionError).
+    result.assert_outcomes(passed=3, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_plain_def*",
+            "test_plain_def is a plain `def` test, but `aibridge_factory`, `aibridge_client`, "
+            "`aibridge_delegated_key` need an async test: use `aibridge_sync_factory`, "
+            "`aibridge_sync_client`, `aibridge_sync_delegated_key` in a plain `def` test*",
+            "*ERROR at setup of test_unmarked*",
+            "test_unmarked is an `async def` test that no async plugin runs, * mark it "
+            "`@pytest.mark.anyio`*",
+        ]
+    )
+    assert "AssertionError" not in result.stdout.str()

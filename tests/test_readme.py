@@ -1,5 +1,6 @@
 """The README's promises about itself: short, its commands those CI runs, its quick start the
-example's, its links good on the package index too. (Its Python blocks run in test_docs.py.)"""
+example's, its install lines honest about an unreleased package, its links relative (good in a
+clone and on any host). (Its Python blocks run in test_docs.py.)"""
 
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 CI = (ROOT / ".ci" / "run").read_text()
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-URLS = PYPROJECT["project"]["urls"]
-DOCS_URL = "https://aibridge-transport.readthedocs.io/en/latest/"
 
 
 def fenced_blocks(language: str) -> list[tuple[int, int, str]]:
@@ -35,7 +34,8 @@ def fenced_blocks(language: str) -> list[tuple[int, int, str]]:
 
 
 def commands() -> list[str]:
-    [(_, _, text)] = fenced_blocks("bash")
+    """The first block: the demo and the test commands."""
+    _, _, text = fenced_blocks("bash")[0]
     return text.splitlines()
 
 
@@ -78,32 +78,110 @@ def test_the_quick_start_is_the_example_and_ends_by_line_60() -> None:
     example = (ROOT / "examples" / "quickstart.py").read_text()
     assert text == example[example.index("\nimport anyio\n") + 1 :]
     assert closing <= 60, "a new user reaches a streamed completion without reading past line 60"
-    install = README.index("pip install 'aibridge-transport[httpx2]'")
+    install = README.index("pip install -e '.[httpx2]'")
     assert install < README.index("```python")
 
 
-def test_every_link_is_absolute_so_it_works_on_the_package_index() -> None:
+# Hosts the project will live on once it is published; until then nothing may link to them.
+UNPUBLISHED = ("aibridge-transport.readthedocs.io", "github.com/aibridge-transport")
+LINKED_FILES = [
+    ROOT / "README.md",
+    ROOT / "CHANGELOG.md",
+    ROOT / "mkdocs.yml",
+    ROOT / "pyproject.toml",
+]
+
+
+def test_the_readme_says_the_package_is_unreleased_and_how_to_install_it_meanwhile() -> None:
+    install = README[README.index("## Install") : README.index("## Quick start")]
+    assert "**Unreleased**" in install
+    assert "pip install -e '.[httpx2]'" in install
+    assert "python -m build --wheel && pip install " in install
+
+
+def test_links_are_relative_paths_to_files_that_exist() -> None:
     targets = re.findall(r"\]\(([^)]+)\)", README)
-    assert targets
-    for target in targets:
-        assert target.startswith("https://"), target
+    local = [target for target in targets if not target.startswith("https://")]
+    assert len(local) >= 10
+    anchors = {
+        "#" + re.sub(r"[^a-z0-9 -]", "", heading.lower()).replace(" ", "-")
+        for heading in re.findall(r"^#+ (.+)$", README, re.M)
+    }
+    for target in local:
+        if target.startswith("#"):
+            assert target in anchors, target
+        else:
+            assert (ROOT / target.split("#", 1)[0]).is_file(), target
 
 
-def test_links_to_the_docs_site_name_pages_that_exist() -> None:
-    pages = re.findall(re.escape(DOCS_URL) + r"([a-z-]*)/?(?:#[\w-]+)?\)", README)
-    assert pages
-    for page in pages:
-        source = ROOT / "docs" / f"{page or 'index'}.md"
-        assert source.exists(), f"{DOCS_URL}{page}/ has no docs/{page}.md"
+def test_nothing_links_to_a_site_or_repository_that_does_not_exist_yet() -> None:
+    assert "urls" not in PYPROJECT["project"]
+    pages = [*LINKED_FILES, *sorted((ROOT / "docs").glob("*.md"))]
+    for path in pages:
+        text = path.read_text()
+        for host in UNPUBLISHED:
+            assert host not in text, f"{path.relative_to(ROOT)} links to {host}"
 
 
-def test_repository_links_name_files_that_exist_and_match_the_project_urls() -> None:
-    assert URLS["Documentation"] == DOCS_URL.removesuffix("en/latest/")
-    files = re.findall(re.escape(URLS["Source"]) + r"/blob/main/([^)#]+)", README)
-    assert files
-    for path in files:
-        assert (ROOT / path).exists(), path
-    assert URLS["Changelog"] == f"{DOCS_URL}changelog/"
+def requirement_names(extra: str) -> set[str]:
+    """The distributions an extra names directly (its own extras left aside)."""
+    names = set()
+    for line in PYPROJECT["project"]["optional-dependencies"][extra]:
+        name = re.split(r"[\[<>=!~ ;]", line, maxsplit=1)[0].lower()
+        if name != "aibridge-transport":
+            names.add(name)
+    return names
+
+
+def test_the_extras_table_lists_every_extra_with_what_it_adds() -> None:
+    rows = {
+        cells[0].strip("`"): cells[1]
+        for line in README.splitlines()
+        if line.startswith("| `")
+        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
+    }
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert set(rows) == set(extras)
+    for extra in extras:
+        adds = {name.strip() for name in rows[extra].replace(" and ", ", ").split(",")}
+        assert requirement_names(extra) <= adds, extra
+
+
+def test_the_wheel_install_line_installs_the_wheel_with_its_extras(tmp_path: Path) -> None:
+    """The README's second install line, run as written in a fresh venv (offline, from uv's
+    cache: the dependencies are those this suite runs on)."""
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("needs uv, to install without the network")
+    [wheel_line] = [
+        line.split("  #")[0]
+        for _, _, block in fenced_blocks("bash")
+        for line in block.splitlines()
+        if line.startswith("python -m build")
+    ]
+    build, pip_install = wheel_line.split(" && ")
+    assert build == "python -m build --wheel"
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", tmp_path / "dist", ROOT],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    subprocess.run([uv, "venv", "-q", "-p", sys.executable, tmp_path / "venv"], check=True)
+    venv_python = tmp_path / "venv" / "bin" / "python"
+    uv_pip = f"{uv} pip install --offline -q --python {venv_python}"
+    subprocess.run(
+        ["bash", "-c", pip_install.replace("pip install", uv_pip, 1)],
+        cwd=tmp_path,
+        check=True,
+        timeout=300,
+    )
+
+    code = "import aibridge_transport.httpx2, httpx2; print(aibridge_transport.__file__)"
+    completed = subprocess.run(
+        [venv_python, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert str(tmp_path / "venv") in completed.stdout
 
 
 def find_python(minor: str) -> subprocess.CompletedProcess[str]:

@@ -141,7 +141,7 @@ async def test_a_framework_routes_under_the_root_path_as_behind_uvicorn() -> Non
 @FLAVORS
 async def test_the_factory_puts_the_bridge_path_under_its_asgi_root_path(flavor: str) -> None:
     factory = InProcessTransportFactory(paths, asgi_root_path="/svc")
-    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[arg-type]
+    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[call-overload]
     module: Any = httpx2 if flavor == "httpx2" else httpx
     with with_delegated_api_key_id("key-1"):
         async with module.AsyncClient(transport=transport, base_url="http://bridge") as client:

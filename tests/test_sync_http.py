@@ -77,7 +77,7 @@ def bridge_url() -> Iterator[str]:
 
 
 def client(factory: HTTPTransportFactory, flavor: str) -> Any:
-    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[arg-type]
+    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[call-overload]
     module: Any = httpx2 if flavor == "httpx2" else httpx
     assert isinstance(transport, module.BaseTransport)
     return module.Client(transport=transport, base_url="http://api.openai.example")

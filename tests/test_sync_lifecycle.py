@@ -295,7 +295,7 @@ def assert_flavours_own(error: BaseException, module: Any) -> None:
 def test_reading_after_the_factory_closed_gives_the_flavours_error(flavor: str) -> None:
     module: Any = httpx2 if flavor == "httpx2" else httpx
     factory = InProcessTransportFactory(ManyChunks(), max_buffered_chunks=2)
-    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[arg-type]
+    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[call-overload]
     client = module.Client(transport=transport)
     with with_delegated_api_key_id("key"):
         response = client.send(client.build_request("GET", "http://app/v1/x"), stream=True)
@@ -326,7 +326,7 @@ def test_reading_after_the_serving_async_with_ended_gives_the_flavours_error(
 ) -> None:
     module: Any = httpx2 if flavor == "httpx2" else httpx
     factory = InProcessTransportFactory(ManyChunks(), max_buffered_chunks=2)
-    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[arg-type]
+    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[call-overload]
     client = module.Client(transport=transport)
     served: list[Any] = []
 
@@ -390,7 +390,7 @@ def test_a_request_to_a_loop_that_has_ended_gives_the_flavours_error(
 ) -> None:
     module: Any = httpx2 if flavor == "httpx2" else httpx
     factory = InProcessTransportFactory(ManyChunks())
-    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[arg-type]
+    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[call-overload]
 
     async def enter_and_end() -> None:
         await factory.__aenter__()  # never left: its loop ends while entered

@@ -32,8 +32,8 @@ def test_sync_client_reaches_the_fake_bridge(
     )
     assert completion.choices[0].message.content == "Hello sync"
     assert aibridge_app.last_request.delegated_api_key_id == aibridge_sync_delegated_key
-    assert isinstance(aibridge_sync_client("openai"), httpx.Client)
-    assert isinstance(aibridge_sync_client("openai", flavor="httpx2"), httpx2.Client)
+    assert isinstance(aibridge_sync_client("openai"), httpx2.Client)  # what the SDKs need
+    assert isinstance(aibridge_sync_client("openai", flavor="httpx"), httpx.Client)
 
 
 def test_sync_factory_runs_on_a_loop_thread_of_its_own(

@@ -73,8 +73,8 @@ def openai_client(
 ) -> openai.OpenAI:
     http_client: Any
     if flavour == "httpx2":
-        transport = factory.transport_for("openai", Source.AGENTS, flavor="httpx2")
-        http_client = httpx2.Client(transport=transport, event_hooks={"response": [fast_retries]})
+        transport2 = factory.transport_for("openai", Source.AGENTS, flavor="httpx2")
+        http_client = httpx2.Client(transport=transport2, event_hooks={"response": [fast_retries]})
     else:
         transport = factory.transport_for("openai", Source.AGENTS)
         http_client = httpx.Client(transport=transport, event_hooks={"response": [fast_retries]})

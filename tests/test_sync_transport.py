@@ -72,7 +72,7 @@ def make_client(kind: str, app: Any, **options: Any) -> tuple[Any, Any, Any]:
         transport = bare(app, **options)
         return module.Client(transport=transport, base_url="http://app"), module, transport
     factory = InProcessTransportFactory(app, **options)
-    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[arg-type]
+    transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[call-overload]
     return module.Client(transport=transport, base_url="http://app"), module, factory
 
 
@@ -93,7 +93,7 @@ def test_transports_are_sync_transports_of_their_flavour() -> None:
     assert not any(c.__module__.startswith("httpx.") for c in StreamingASGITransport2.__mro__)
     factory = InProcessTransportFactory(echo)
     for flavor, module in (("httpx", httpx), ("httpx2", httpx2)):
-        transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[arg-type]
+        transport = factory.transport_for("openai", Source.AGENTS, flavor=flavor)  # type: ignore[call-overload]
         assert isinstance(transport, module.BaseTransport)
         if flavor == "httpx2":
             assert not any(c.__module__.startswith("httpx.") for c in type(transport).__mro__)

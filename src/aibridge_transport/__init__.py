@@ -19,6 +19,7 @@ from ._bridge_slot import TransportFactorySlot
 from ._errors import (
     AIBridgeTransportError,
     BridgeNotRegisteredError,
+    FlavorMismatchError,
     GatewayKeyMismatchError,
     InvalidIdentityError,
     InvalidProviderNameError,
@@ -28,7 +29,8 @@ from ._errors import (
     RedirectRefusedError,
 )
 from ._lifespan import LifespanError
-from ._transport_httpx import StreamingASGITransport
+from ._refusals import unwrap
+from ._transport_httpx import StreamingASGITransport, Transport
 
 __version__ = "0.1.0"
 
@@ -37,6 +39,7 @@ __all__ = [
     "AI_GATEWAY_ROOT_PATH",
     "AIBridgeTransportError",
     "BridgeNotRegisteredError",
+    "FlavorMismatchError",
     "GatewayAuthMiddleware",
     "GatewayKeyMismatchError",
     "HTTPTransportFactory",
@@ -50,12 +53,14 @@ __all__ = [
     "RedirectRefusedError",
     "Source",
     "StreamingASGITransport",
+    "Transport",
     "TransportFactory",
     "TransportFactorySlot",
     "__version__",
     "delegated_api_key_id_from_context",
     "delegated_attribution_from_context",
     "source_from_context",
+    "unwrap",
     "with_delegated_api_key_id",
     "with_delegated_attribution",
     "with_source",

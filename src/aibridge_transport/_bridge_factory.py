@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import weakref
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, overload
 
 import anyio
 
@@ -22,24 +22,48 @@ from ._bridge_paths import (
     place_request_path,
     validate_provider_name,
 )
-from ._errors import BridgeNotRegisteredError, MissingDelegatedAPIKeyError
+from ._errors import AIBridgeTransportError, BridgeNotRegisteredError, MissingDelegatedAPIKeyError
 from ._exchange import AppRunner
 from ._flavors import Flavor, flavored_class, streaming_transport_class
-from ._lifespan import Lifespan
+from ._lifespan import NO_LIFESPAN_HINT, Lifespan, looked_up_missing_state
 from ._loop_host import LoopHost, SyncClosing
+from ._refusals import refused
 from ._rules import check_asgi_app
 from ._scope import ScopeBuilder
 from ._sync_transport import close_in_process, enter_in_process
 from ._transport import DEFAULT_MAX_BUFFERED_CHUNKS, RoutedRequest, TransportCore
-from .types import ASGIApp
+from .types import ASGIApp, Scope
+
+if TYPE_CHECKING:
+    from ._transport_httpx import Transport as HTTPXTransport
+    from .httpx2 import Transport as HTTPX2Transport
 
 __all__ = ["AIBridgeTransport", "InProcessTransportFactory", "TransportFactory"]
 
 
 class TransportFactory(Protocol):
-    """Hands out a transport per provider and source; in-process or over HTTP."""
+    """
+    Hands out a transport per provider and source; in-process or over HTTP.
 
-    def transport_for(self, provider_name: str, source: Source | str) -> Any: ...
+    `transport_for` is overloaded on the literal flavour (behaviour §2): the default,
+    `flavor="httpx"`, gives an `aibridge_transport.Transport` (for `httpx.AsyncClient` and
+    `httpx.Client`), `flavor="httpx2"` an `aibridge_transport.httpx2.Transport` (for
+    `httpx2.AsyncClient` and `httpx2.Client`), so a type checker refuses the one in the
+    other's client. Both `InProcessTransportFactory` and `HTTPTransportFactory` implement it.
+    """
+
+    @overload
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Literal["httpx"] = ...
+    ) -> HTTPXTransport: ...
+    @overload
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Literal["httpx2"]
+    ) -> HTTPX2Transport: ...
+    @overload
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Flavor
+    ) -> HTTPXTransport | HTTPX2Transport: ...
 
 
 class AIBridgeTransport(TransportCore):
@@ -57,13 +81,17 @@ class AIBridgeTransport(TransportCore):
     def _route(self, request: Any) -> RoutedRequest:
         key_id = delegated_api_key_id_from_context()
         if key_id is None:
-            raise MissingDelegatedAPIKeyError()
+            raise refused(MissingDelegatedAPIKeyError(), self._engine.log_label)
         workspace_id = delegated_attribution_from_context()
-        placed = place_request_path(self._provider, request.url.raw_path, self._root)
         extensions = {
             "aibridge": aibridge_extension(self._provider, self._source, key_id, workspace_id)
         }
-        scope = self._scope.build(request, placed.path, placed.raw_path, extensions)
+        try:  # a path or header the library refuses (behaviour §3), logged as the key is
+            placed = place_request_path(self._provider, request.url.raw_path, self._root)
+            scope = self._scope.build(request, placed.path, placed.raw_path, extensions)
+        except AIBridgeTransportError as exc:
+            refused(exc, self._engine.log_label)
+            raise
         return scope, _identity_context(self._source, key_id, workspace_id)
 
 
@@ -72,12 +100,15 @@ class InProcessTransportFactory(SyncClosing):
     Hands out transports that run the AI bridge app in this process, streaming.
 
     ```python
-    factory = InProcessTransportFactory(bridge_app)
-    with with_delegated_api_key_id(key_id):
+    async with InProcessTransportFactory(bridge_app) as factory:  # the app's lifespan
         client = httpx.AsyncClient(transport=factory.transport_for("openai", Source.AGENTS))
+        with with_delegated_api_key_id(key_id):  # around each call: whom it acts for
+            response = await client.get("http://aibridge/v1/models")
     ```
 
-    Use `async with factory:` to run the app's lifespan around its use.
+    The client is built once; the delegated key id is read when a request is sent, so set
+    it around the call. Sync clients: `with InProcessTransportFactory(app) as factory:`, or a
+    module-level factory in a process with no `with` block around its life (docs/recipes.md).
 
     Arguments:
         app: The bridge's ASGI app (an instance: an async callable `app(scope, receive,
@@ -121,13 +152,34 @@ class InProcessTransportFactory(SyncClosing):
     def _state(self) -> dict[str, Any] | None:
         return self._lifespan.state if self._lifespan is not None else None
 
+    def _explain_failure(self, exc: BaseException, scope: Scope) -> str | None:
+        """Why the app failed, when its lifespan never ran and it looked up state that
+        startup would have set (behaviour §8): otherwise an opaque `AttributeError`."""
+        if self._lifespan is None and looked_up_missing_state(exc, scope):
+            return NO_LIFESPAN_HINT
+        return None
+
+    @overload
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Literal["httpx"] = ...
+    ) -> HTTPXTransport: ...
+    @overload
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Literal["httpx2"]
+    ) -> HTTPX2Transport: ...
+    @overload
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Flavor
+    ) -> HTTPXTransport | HTTPX2Transport: ...
     def transport_for(
         self, provider_name: str, source: Source | str, *, flavor: Flavor = "httpx"
     ) -> Any:
         """A transport for `provider_name` (one path segment), tagged with `source`.
 
-        `flavor="httpx"` gives an `httpx.AsyncBaseTransport`, `flavor="httpx2"` one for
-        `httpx2.AsyncClient` with no httpx class in its MRO.
+        `flavor="httpx"` (the default) gives an `aibridge_transport.Transport`, for
+        `httpx.AsyncClient` and `httpx.Client`; `flavor="httpx2"` an
+        `aibridge_transport.httpx2.Transport`, for `httpx2.AsyncClient` and `httpx2.Client`,
+        with no httpx class in its MRO (what openai 3.x and anthropic >= 1.0 need).
         """
         if self.app is None:
             raise BridgeNotRegisteredError()
@@ -143,6 +195,7 @@ class InProcessTransportFactory(SyncClosing):
             max_buffered_chunks=self.max_buffered_chunks,
             log_label=f"provider={provider} source={source_name}",
             hidden_errors=self.hidden_app_exceptions,
+            explain_failure=self._explain_failure,
         )
         transport = transport_class(engine, self._scope, provider, source_name, self.root_path)
         transport.loop_host = self._loop_host  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ import threading
 import weakref
 from collections.abc import AsyncIterator
 from types import ModuleType, TracebackType
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, overload
 
 import anyio
 import httpx
@@ -46,10 +46,15 @@ from ._bridge_paths import (
     place_request_path,
     validate_provider_name,
 )
-from ._errors import MissingDelegatedAPIKeyError
-from ._flavors import Flavor, flavor_module, flavored_class, wrong_flavor_error
+from ._errors import AIBridgeTransportError, MissingDelegatedAPIKeyError
+from ._flavors import Flavor, flavor_module, flavored_class, transport_base, wrong_flavor_error
 from ._loop_host import SyncClosing
+from ._refusals import refused
 from ._rules import path_without_query
+
+if TYPE_CHECKING:
+    from ._transport_httpx import Transport as HTTPXTransport
+    from .httpx2 import Transport as HTTPX2Transport
 
 __all__ = ["HTTPTransportFactory"]
 
@@ -165,6 +170,10 @@ class _HTTPBridgeTransport:
         self._gateway_key = gateway_key
         self._bodies: weakref.WeakSet[_BridgeResponseBody] = weakref.WeakSet()
 
+    def _label(self) -> str:
+        """How a log line names this transport (as the in-process one's do)."""
+        return f"provider={self._provider} source={self._identity_source.decode()}"
+
     def __repr__(self) -> str:
         return (
             f"<{type(self).__name__} provider={self._provider!r} bridge={str(self._target.base)!r}>"
@@ -199,12 +208,16 @@ class _HTTPBridgeTransport:
         if type(request) is not target.request_class and not isinstance(
             request, target.request_class
         ):
-            raise wrong_flavor_error(target.module.__name__, request)
+            raise refused(wrong_flavor_error(target.module.__name__, request), self._label())
         key_id = delegated_api_key_id_from_context()
         if key_id is None:
-            raise MissingDelegatedAPIKeyError()
+            raise refused(MissingDelegatedAPIKeyError(), self._label())
         url = request.url
-        placed = place_request_path(self._provider, url.raw_path, target.root)
+        try:
+            placed = place_request_path(self._provider, url.raw_path, target.root)
+        except AIBridgeTransportError as exc:
+            refused(exc, self._label())
+            raise
         query: bytes = url.query
         bridge_url = target.base.copy_with(
             raw_path=target.prefix + placed.raw_path + (b"?" + query if query else b"")
@@ -248,7 +261,7 @@ def _route_class(module: ModuleType) -> type[_HTTPBridgeTransport]:
     )
     return flavored_class(
         _HTTPBridgeTransport,
-        (SyncHTTPRouteMixin, module.AsyncBaseTransport, module.BaseTransport),
+        (SyncHTTPRouteMixin, transport_base(module.__name__)),
         "HTTPBridgeTransport",
         {"body_class": body},
     )
@@ -289,8 +302,9 @@ class HTTPTransportFactory(SyncClosing):
 
     ```python
     factory = HTTPTransportFactory("http://aibridge.internal:8080", gateway_key)
-    with with_delegated_api_key_id(key_id):
-        client = httpx.AsyncClient(transport=factory.transport_for("openai", Source.AGENTS))
+    client = httpx.AsyncClient(transport=factory.transport_for("openai", Source.AGENTS))
+    with with_delegated_api_key_id(key_id):  # around each call: whom it acts for
+        response = await client.get("http://aibridge/v1/models")
     ...
     await factory.aclose()
     ```
@@ -345,13 +359,26 @@ class HTTPTransportFactory(SyncClosing):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r}, gateway_key=<hidden>)"
 
+    @overload
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Literal["httpx"] = ...
+    ) -> HTTPXTransport: ...
+    @overload
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Literal["httpx2"]
+    ) -> HTTPX2Transport: ...
+    @overload
+    def transport_for(
+        self, provider_name: str, source: Source | str, *, flavor: Flavor
+    ) -> HTTPXTransport | HTTPX2Transport: ...
     def transport_for(
         self, provider_name: str, source: Source | str, *, flavor: Flavor = "httpx"
     ) -> Any:
         """A transport for `provider_name` (one path segment), tagged with `source`.
 
-        `flavor="httpx"` gives an `httpx.AsyncBaseTransport`, `flavor="httpx2"` one for
-        `httpx2.AsyncClient` with no httpx class in its MRO.
+        The same overloads as `InProcessTransportFactory.transport_for`: `flavor="httpx"`
+        (the default) gives an `aibridge_transport.Transport`, `flavor="httpx2"` an
+        `aibridge_transport.httpx2.Transport`.
         """
         module = flavor_module(flavor)
         provider = validate_provider_name(provider_name)

@@ -4,6 +4,7 @@
 AIBridgeTransportError
 ├── BridgeNotRegisteredError
 ├── MissingDelegatedAPIKeyError
+├── FlavorMismatchError (also a TypeError)
 ├── GatewayKeyMismatchError
 ├── RedirectRefusedError
 ├── InvalidProviderNameError (also a ValueError)
@@ -21,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "AIBridgeTransportError",
     "BridgeNotRegisteredError",
+    "FlavorMismatchError",
     "GatewayKeyMismatchError",
     "InvalidIdentityError",
     "InvalidProviderNameError",
@@ -50,6 +52,11 @@ class MissingDelegatedAPIKeyError(AIBridgeTransportError):
             "no delegated API key id on the caller's context: wrap the call in "
             "`with with_delegated_api_key_id(key_id):`"
         )
+
+
+class FlavorMismatchError(AIBridgeTransportError, TypeError):
+    """A request from a client of the other client library (httpx or httpx2) than the
+    transport's (behaviour §2)."""
 
 
 class GatewayKeyMismatchError(AIBridgeTransportError):

@@ -123,6 +123,7 @@ class AppRunner:
         max_buffered_chunks: int,
         log_label: str = "",
         hidden_errors: list[BaseException] | None = None,
+        explain_failure: Callable[[BaseException, Scope], str | None] | None = None,
     ) -> None:
         if disconnect_grace < 0 or math.isnan(disconnect_grace):
             raise ValueError(f"disconnect_grace must be >= 0 seconds, got {disconnect_grace!r}")
@@ -133,6 +134,9 @@ class AppRunner:
         self.disconnect_grace = disconnect_grace
         self.max_buffered_chunks = max_buffered_chunks
         self.log_label = log_label
+        # The likely cause of an app failure, when its owner can tell (a factory whose
+        # lifespan never ran, behaviour §8): added to the log line and to the exception.
+        self.explain_failure = explain_failure
         # Strict mode: exceptions a 500 (or a log line) hid from the client are kept here.
         self.hidden_errors = hidden_errors
         self.live: set[Exchange] = set()
@@ -574,11 +578,17 @@ class Exchange:
             # The app only saw the disconnect that the caller's own failure caused.
             logger.debug("ASGI app raised after the request body failed", exc_info=exc)
             return
+        description = self._describe()
+        if engine.explain_failure is not None:
+            hint = engine.explain_failure(exc, self.scope)
+            if hint is not None:
+                exc.add_note(hint)  # raise and strict mode show it too
+                description = f"{description}; {hint}"
         if self.state == _INIT:
             if not engine.raise_app_exceptions:
                 logger.error(
                     "ASGI app raised before starting the response to %s; answering 500",
-                    self._describe(),
+                    description,
                     exc_info=exc,
                 )
                 engine.note_hidden(exc)
@@ -586,13 +596,13 @@ class Exchange:
             if not engine.raise_app_exceptions:
                 logger.error(
                     "ASGI app raised after starting the response to %s",
-                    self._describe(),
+                    description,
                     exc_info=exc,
                 )
         elif not engine.raise_app_exceptions or self._consumer_closed:
             logger.error(
                 "ASGI app raised after completing the response to %s",
-                self._describe(),
+                description,
                 exc_info=exc,
             )
             engine.note_hidden(exc)

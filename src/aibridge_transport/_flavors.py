@@ -13,6 +13,8 @@ import importlib
 from types import ModuleType
 from typing import Any, Final, Literal, TypeVar
 
+from ._errors import FlavorMismatchError
+
 __all__ = [
     "FLAVORS",
     "HTTPX2_MISSING",
@@ -20,6 +22,7 @@ __all__ = [
     "flavor_module",
     "flavored_class",
     "streaming_transport_class",
+    "transport_base",
     "wrong_flavor_error",
 ]
 
@@ -27,7 +30,7 @@ Flavor = Literal["httpx", "httpx2"]
 FLAVORS: Final = ("httpx", "httpx2")
 
 HTTPX2_MISSING: Final = (
-    "the httpx2 flavour needs the httpx2 package: pip install 'aibridge-transport[httpx2]'"
+    "the httpx2 flavour needs the httpx2 package (the httpx2 extra): pip install httpx2"
 )
 
 # Where each flavour's StreamingASGITransport is imported from.
@@ -62,6 +65,15 @@ def streaming_transport_class(flavor: str) -> type[Any]:
     return StreamingASGITransport
 
 
+def transport_base(flavor: str) -> type[Any]:
+    """The class every transport of `flavor` derives from (`Transport` of its module)."""
+    if _check_flavor(flavor) == "httpx":
+        from ._transport_httpx import Transport
+    else:
+        from .httpx2 import Transport  # type: ignore[assignment]
+    return Transport
+
+
 # Keyed by the base class, not the flavour's name: a re-imported library (pytester runs do
 # that) brings new classes, and its client's isinstance checks expect those.
 _CLASSES: dict[tuple[type, ...], type] = {}
@@ -85,12 +97,12 @@ def flavored_class(
     return cached
 
 
-def wrong_flavor_error(flavor: str, request: object) -> TypeError:
+def wrong_flavor_error(flavor: str, request: object) -> FlavorMismatchError:
     """The error for a request of the other client library than the transport's."""
     other = type(request).__module__.partition(".")[0]
     if other not in FLAVORS:
         other = "httpx2" if flavor == "httpx" else "httpx"
-    return TypeError(
+    return FlavorMismatchError(
         f"this transport has the {flavor} flavour, but the request comes from an {other} "
         f'client: build the transport with flavor="{other}" '
         f'(`factory.transport_for(provider, source, flavor="{other}")`, or '

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from typing import Any
+import re
+from typing import Any, Final
 
 import anyio
 
 from ._backend import delivered_cancellation, fatal_in, spawn_detached
 from ._errors import AIBridgeTransportError
-from .types import ASGIApp, Message
+from .types import ASGIApp, Message, Scope
 
-__all__ = ["Lifespan", "LifespanError"]
+__all__ = ["NO_LIFESPAN_HINT", "Lifespan", "LifespanError", "looked_up_missing_state"]
+
+NO_LIFESPAN_HINT: Final = (
+    "likely cause: the factory was never entered (lifespan not run), so what the app's "
+    "startup sets is missing: enter it with `async with factory:` (or `with factory:` for sync "
+    "clients) around its use, as docs/deployment.md shows"
+)
+# How Starlette, FastAPI and Litestar word a missing attribute of their `State`.
+_STATE_ATTRIBUTE: Final = re.compile(r"'State' object has no attribute")
 
 logger = logging.getLogger("aibridge_transport")
 
@@ -147,3 +156,38 @@ def _raise_fatal(error: BaseException) -> None:
     fatal = fatal_in(error)
     if fatal is not None:
         raise fatal
+
+
+def looked_up_missing_state(exc: BaseException, scope: Scope) -> bool:
+    """Whether `exc`, or an exception it was raised from or while handling, is a failed
+    lookup of lifespan state: a `State` object's missing attribute (`request.state.x`,
+    `app.state.x`), or a `KeyError` raised where this request's `scope["state"]` (or the
+    scope itself) is a local of the failing frame (`scope["state"]["x"]`).
+
+    What makes the factory's 500 say that its lifespan never ran (behaviour §8), instead of
+    leaving an opaque `AttributeError` in the log.
+    """
+    state = scope.get("state")
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, AttributeError) and (
+            _STATE_ATTRIBUTE.search(str(current)) or type(current.obj).__name__ == "State"
+        ):
+            return True
+        if isinstance(current, KeyError) and _raised_looking_in(current, (state, scope)):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _raised_looking_in(exc: KeyError, mappings: tuple[object, ...]) -> bool:
+    traceback = exc.__traceback__
+    if traceback is None:
+        return False
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return any(
+        value is mapping for value in traceback.tb_frame.f_locals.values() for mapping in mappings
+    )

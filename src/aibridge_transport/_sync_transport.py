@@ -79,7 +79,7 @@ class SyncTransportMixin(SyncClosing):
     def handle_request(self, request: Any) -> Any:
         flavor = self.flavor
         if type(request) is not flavor.request_class:
-            flavor.check_request(request)  # behaviour §2
+            flavor.check_request(request, self._engine.log_label)  # behaviour §2
         scope, context = self._route(request)
         forget_loop_markers(context)
         host = self._host()

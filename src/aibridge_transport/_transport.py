@@ -23,6 +23,7 @@ from ._exchange import (
     Exchange,
 )
 from ._flavors import wrong_flavor_error
+from ._refusals import refused
 from ._rules import check_asgi_app, path_without_query
 from ._scope import ScopeBuilder
 from .types import ASGIApp, Scope
@@ -65,14 +66,15 @@ class FlavorClasses:
             return error
         return self.stream_closed()  # type: ignore[no-any-return]
 
-    def check_request(self, request: object) -> None:
-        """Refuse a request of the other client library, saying which flavour to use.
+    def check_request(self, request: object, label: str) -> None:
+        """Refuse a request of the other client library, saying which flavour to use, and
+        log the refusal (an SDK may hide it, behaviour §7) for the transport `label` names.
 
         Only called when the request's type is not exactly this flavour's: the check costs
         the hot path one identity test.
         """
         if not isinstance(request, self.request_class):
-            raise wrong_flavor_error(self.name, request)
+            raise refused(wrong_flavor_error(self.name, request), label)
 
 
 _CORE_ERRORS = (CoreReadTimeout, CoreProtocolError, CoreStreamClosed)
@@ -183,7 +185,7 @@ class TransportCore:
     async def handle_async_request(self, request: Any) -> Any:
         flavor = self.flavor
         if type(request) is not flavor.request_class:
-            flavor.check_request(request)  # behaviour §2
+            flavor.check_request(request, self._engine.log_label)  # behaviour §2
         scope, context = self._route(request)
         engine = self._engine
         try:

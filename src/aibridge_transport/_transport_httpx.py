@@ -7,16 +7,25 @@ import httpx
 from ._sync_transport import SyncTransportMixin
 from ._transport import FlavorClasses, ResponseBody, TransportCore
 
-__all__ = ["StreamingASGITransport"]
+__all__ = ["StreamingASGITransport", "Transport"]
+
+
+class Transport(httpx.AsyncBaseTransport, httpx.BaseTransport):
+    """
+    What every transport of the httpx flavour is: one for `httpx.AsyncClient` and
+    `httpx.Client` alike (behaviour §12).
+
+    `StreamingASGITransport` and what both factories' `transport_for(...)` return derive
+    from it, so a type checker knows the transport fits an httpx client and not an httpx2
+    one (behaviour §2).
+    """
 
 
 class _HTTPXResponseBody(ResponseBody, httpx.AsyncByteStream):
     __slots__ = ()
 
 
-class StreamingASGITransport(
-    SyncTransportMixin, TransportCore, httpx.AsyncBaseTransport, httpx.BaseTransport
-):
+class StreamingASGITransport(SyncTransportMixin, TransportCore, Transport):
     """
     A drop-in replacement for `httpx.ASGITransport` that streams the response.
 

@@ -16,16 +16,24 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from ._sync_transport import SyncTransportMixin
 from ._transport import FlavorClasses, ResponseBody, TransportCore
 
-__all__ = ["StreamingASGITransport"]
+__all__ = ["StreamingASGITransport", "Transport"]
+
+
+class Transport(httpx2.AsyncBaseTransport, httpx2.BaseTransport):
+    """
+    What every transport of the httpx2 flavour is: one for `httpx2.AsyncClient` and
+    `httpx2.Client` alike (behaviour §12), with no httpx class in its MRO.
+
+    `StreamingASGITransport` here and what both factories' `transport_for(...,
+    flavor="httpx2")` return derive from it (behaviour §2).
+    """
 
 
 class _HTTPX2ResponseBody(ResponseBody, httpx2.AsyncByteStream):
     __slots__ = ()
 
 
-class StreamingASGITransport(
-    SyncTransportMixin, TransportCore, httpx2.AsyncBaseTransport, httpx2.BaseTransport
-):
+class StreamingASGITransport(SyncTransportMixin, TransportCore, Transport):
     """
     A drop-in replacement for `httpx2.ASGITransport` that streams the response.
 

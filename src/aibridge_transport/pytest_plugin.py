@@ -7,8 +7,9 @@ Loaded automatically (a `pytest11` entry point). The fixtures, all function-scop
   `False` under `@pytest.mark.aibridge_lenient`).
 - `aibridge_factory`: an `InProcessTransportFactory` over `aibridge_app`, its lifespan running.
 - `aibridge_delegated_key`: sets the delegated API key id `"test-key"` for the test.
-- `aibridge_client`: `aibridge_client("openai")` gives an `httpx.AsyncClient`,
-  `aibridge_client("anthropic", flavor="httpx2")` an `httpx2.AsyncClient`; closed at teardown.
+- `aibridge_client`: `aibridge_client("openai")` gives an `httpx2.AsyncClient` (the flavour
+  openai 3.x and anthropic >= 1.0 need), `aibridge_client("custom", flavor="httpx")` an
+  `httpx.AsyncClient`; closed at teardown.
 - For sync tests (plain `def test_...`, behaviour §12): `aibridge_sync_factory` (the factory
   entered with `with`: its lifespan on a loop thread of its own), `aibridge_sync_delegated_key`
   and `aibridge_sync_client`, which gives `httpx.Client` / `httpx2.Client` the same way.
@@ -19,15 +20,18 @@ Loaded automatically (a `pytest11` entry point). The fixtures, all function-scop
   unless a conftest overrides it).
 
 The async fixtures run under anyio's pytest plugin (tests marked `anyio`, on any backend) and
-under pytest-asyncio (tests marked `asyncio`, or its auto mode).
+under pytest-asyncio (tests marked `asyncio`, or its auto mode). A plain `def` test that asks
+for them, or an `async def` test that no async plugin runs, fails at setup with a message
+naming the `aibridge_sync_*` fixtures or the marker.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, overload
 
 import httpx
 import pytest
@@ -35,7 +39,7 @@ import pytest
 from ._bridge_factory import InProcessTransportFactory
 from ._bridge_identity import Source, with_delegated_api_key_id
 from ._errors import AIBridgeTransportError
-from ._flavors import flavor_module
+from ._flavors import Flavor, flavor_module
 from .types import ASGIApp
 
 if TYPE_CHECKING:
@@ -44,6 +48,7 @@ if TYPE_CHECKING:
     from .testing import CassetteSession
 
 __all__ = [
+    "CLIENT_FLAVOR",
     "DEFAULT_BASE_URL",
     "DEFAULT_DELEGATED_KEY",
     "AIBridgeClientFactory",
@@ -52,6 +57,12 @@ __all__ = [
 
 DEFAULT_DELEGATED_KEY = "test-key"
 DEFAULT_BASE_URL = "http://aibridge"
+# The clients' flavour unless a test names one: what both current SDKs need (anthropic >= 1.0
+# refuses httpx objects, openai 3.x depends on httpx2; behaviour §2). Not keyed on the provider
+# name: a name is the provider's instance name ("openai-eu"), and a default that changed with
+# the value of a `str` would make the fixture's static type a lie. The factory's own default
+# stays httpx (docs/testing.md says why).
+CLIENT_FLAVOR: Final = "httpx2"
 
 _LENIENT_MARKER = "aibridge_lenient"
 _CASSETTE_MARKER = "aibridge_cassette"
@@ -97,6 +108,55 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# The fixtures that need an async test; each has a sync counterpart for plain `def` tests.
+_SYNC_COUNTERPARTS: Final = {
+    "aibridge_factory": "aibridge_sync_factory",
+    "aibridge_client": "aibridge_sync_client",
+    "aibridge_delegated_key": "aibridge_sync_delegated_key",
+}
+
+
+def _runs_async(item: pytest.Item) -> bool:
+    """Whether an async plugin will run this coroutine test (anyio's, or pytest-asyncio's)."""
+    if "anyio_backend" in getattr(item, "fixturenames", ()):  # @pytest.mark.anyio
+        return True
+    if item.get_closest_marker("asyncio") is not None:
+        return True
+    try:
+        return bool(item.config.getini("asyncio_mode") == "auto")
+    except ValueError:  # pytest-asyncio is not installed
+        return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Refuse a test that cannot use the async fixtures it asks for, before any is set up.
+
+    Left to pytest, a plain `def` test (or an unmarked `async def` one) fails with a generic
+    error halfway through setting the fixtures up, and what that leaves behind fails every
+    later test that uses them, with bare `AssertionError`s.
+    """
+    requested = [name for name in _SYNC_COUNTERPARTS if name in getattr(item, "fixturenames", ())]
+    if not requested:
+        return
+    names = ", ".join(f"`{name}`" for name in requested)
+    if not inspect.iscoroutinefunction(getattr(item, "obj", None)):
+        counterparts = ", ".join(f"`{_SYNC_COUNTERPARTS[name]}`" for name in requested)
+        pytest.fail(
+            f"{item.name} is a plain `def` test, but {names} need an async test: use "
+            f"{counterparts} in a plain `def` test (sync clients), or make it an "
+            "`async def` test marked `@pytest.mark.anyio`",
+            pytrace=False,
+        )
+    if not _runs_async(item):
+        pytest.fail(
+            f"{item.name} is an `async def` test that no async plugin runs, so {names} cannot "
+            "be set up: mark it `@pytest.mark.anyio` (or `pytestmark = pytest.mark.anyio` in "
+            "the module), or `@pytest.mark.asyncio` under pytest-asyncio",
+            pytrace=False,
+        )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -129,10 +189,10 @@ class AIBridgeClientFactory(Protocol):
         provider: str,
         *,
         source: Source | str = ...,
-        flavor: Literal["httpx"] = ...,
+        flavor: Literal["httpx2"] = ...,
         base_url: str = ...,
         **client_options: Any,
-    ) -> httpx.AsyncClient: ...
+    ) -> httpx2.AsyncClient: ...
 
     @overload
     def __call__(
@@ -140,10 +200,10 @@ class AIBridgeClientFactory(Protocol):
         provider: str,
         *,
         source: Source | str = ...,
-        flavor: Literal["httpx2"],
+        flavor: Literal["httpx"],
         base_url: str = ...,
         **client_options: Any,
-    ) -> httpx2.AsyncClient: ...
+    ) -> httpx.AsyncClient: ...
 
 
 @pytest.fixture
@@ -232,10 +292,10 @@ class AIBridgeSyncClientFactory(Protocol):
         provider: str,
         *,
         source: Source | str = ...,
-        flavor: Literal["httpx"] = ...,
+        flavor: Literal["httpx2"] = ...,
         base_url: str = ...,
         **client_options: Any,
-    ) -> httpx.Client: ...
+    ) -> httpx2.Client: ...
 
     @overload
     def __call__(
@@ -243,10 +303,10 @@ class AIBridgeSyncClientFactory(Protocol):
         provider: str,
         *,
         source: Source | str = ...,
-        flavor: Literal["httpx2"],
+        flavor: Literal["httpx"],
         base_url: str = ...,
         **client_options: Any,
-    ) -> httpx2.Client: ...
+    ) -> httpx.Client: ...
 
 
 @pytest.fixture
@@ -298,7 +358,7 @@ def _client_maker(
         provider: str,
         *,
         source: Source | str = Source.AGENTS,
-        flavor: Literal["httpx", "httpx2"] = "httpx",
+        flavor: Flavor = CLIENT_FLAVOR,
         base_url: str = DEFAULT_BASE_URL,
         **client_options: Any,
     ) -> Any:

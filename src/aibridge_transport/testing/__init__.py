@@ -8,7 +8,7 @@ try:
     import starlette  # noqa: F401
 except ImportError as exc:
     raise ImportError(
-        "aibridge_transport.testing needs starlette: pip install 'aibridge-transport[testing]'"
+        "aibridge_transport.testing needs starlette (the testing extra): pip install starlette"
     ) from exc
 
 from ._app import DEFAULT_PROVIDERS, FakeAIBridge, ProviderAPI
