@@ -12,14 +12,19 @@ from ._bridge_identity import Source, check_source, delegated_api_key_id_from_co
 from ._bridge_identity import identity_context as _identity_context
 from ._bridge_paths import place_request_path, validate_provider_name
 from ._errors import BridgeNotRegisteredError, MissingDelegatedAPIKeyError
-from ._exchange import AppRunner
+from ._exchange import AppRunner, shut_down
 from ._flavors import Flavor, flavored_class, streaming_transport_class
 from ._lifespan import Lifespan
 from ._loop_host import LoopHost, SyncClosing
 from ._rules import check_asgi_app
 from ._scope import ScopeBuilder
 from ._sync_transport import close_in_process, enter_in_process
-from ._transport import DEFAULT_MAX_BUFFERED_CHUNKS, RoutedRequest, TransportCore
+from ._transport import (
+    DEFAULT_MAX_BUFFERED_CHUNKS,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    RoutedRequest,
+    TransportCore,
+)
 from .types import ASGIApp
 
 __all__ = ["AIBridgeTransport", "InProcessTransportFactory", "TransportFactory"]
@@ -78,6 +83,9 @@ class InProcessTransportFactory(SyncClosing):
         max_buffered_chunks: How many body chunks the app may run ahead of the reader.
         root_path: The path the app is mounted under, as a server's `--root-path`: the app
             sees it in `scope["root_path"]` and at the start of `scope["path"]`.
+        shutdown_timeout: Seconds `aclose()` / `close()` waits for apps still running after
+            their response (background tasks) before cancelling them, as a server's graceful
+            shutdown; closing a client never waits for them, nor cancels them.
     """
 
     def __init__(
@@ -89,6 +97,7 @@ class InProcessTransportFactory(SyncClosing):
         disconnect_grace: float = 1.0,
         max_buffered_chunks: int = DEFAULT_MAX_BUFFERED_CHUNKS,
         root_path: str = "",
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     ) -> None:
         if app is not None:
             check_asgi_app(app)
@@ -96,9 +105,13 @@ class InProcessTransportFactory(SyncClosing):
         self.raise_app_exceptions = raise_app_exceptions
         self.disconnect_grace = disconnect_grace
         self.max_buffered_chunks = max_buffered_chunks
+        self.shutdown_timeout = shutdown_timeout
         self.hidden_app_exceptions: list[BaseException] | None = [] if strict else None
         self._lifespan: Lifespan | None = None
         self._transports: weakref.WeakSet[AIBridgeTransport] = weakref.WeakSet()
+        # Every transport's runner, kept by its running apps after the transport is dropped
+        # (SDKs drop their clients): the factory's close waits for those apps (behaviour §6).
+        self._runners: weakref.WeakSet[AppRunner] = weakref.WeakSet()
         self._scope = ScopeBuilder(root_path=root_path, lifespan_state=self._state)
         self._loop_host = LoopHost()  # where sync requests run (behaviour §12)
 
@@ -125,12 +138,15 @@ class InProcessTransportFactory(SyncClosing):
             raise_app_exceptions=self.raise_app_exceptions,
             disconnect_grace=self.disconnect_grace,
             max_buffered_chunks=self.max_buffered_chunks,
+            shutdown_timeout=self.shutdown_timeout,
+            shuts_down=False,  # the factory's close does: it owns the apps (behaviour §6)
             log_label=f"provider={provider} source={source_name}",
             hidden_errors=self.hidden_app_exceptions,
         )
         transport = transport_class(engine, self._scope, provider, source_name)
         transport.loop_host = self._loop_host  # type: ignore[attr-defined]
         self._transports.add(transport)
+        self._runners.add(engine)
         return transport
 
     async def __aenter__(self) -> Self:
@@ -160,7 +176,9 @@ class InProcessTransportFactory(SyncClosing):
         close_in_process(self)
 
     async def aclose(self) -> None:
-        """Close every transport handed out, run lifespan shutdown, then (strict) raise.
+        """Close every transport handed out, wait for the apps still running after their
+        response (up to `shutdown_timeout`, then cancel them), run lifespan shutdown, then
+        (strict) raise.
 
         A transport's close may raise (a `SystemExit` its app raised after the client left,
         behaviour §7): the other transports are closed and the lifespan shut down all the
@@ -172,11 +190,27 @@ class InProcessTransportFactory(SyncClosing):
                 await transport.aclose()
             except (Exception, KeyboardInterrupt, SystemExit) as exc:
                 failure = failure or exc
-        self._loop_host.detach()  # sync requests no longer run on this loop
+        host = self._loop_host
+        # The runners of transports already dropped, and of sync requests when they run on
+        # this loop; then, as a server at shutdown, wait for what runs on after its response.
+        runners = list(self._runners)
+        if host.serves_this_thread():
+            runners += list(host.engines)
+        for runner in runners:
+            try:
+                await runner.aclose()
+            except (Exception, KeyboardInterrupt, SystemExit) as exc:
+                failure = failure or exc
+        await shut_down(runners)
+        for runner in runners:
+            failure = failure or runner.take_fatal()  # raised by an app while it was waited for
+        if host.owns_thread and not host.serves_this_thread():
+            # Sync requests' apps run on the factory's own loop thread: waited for there.
+            await anyio.to_thread.run_sync(host.run, _shut_down_on_loop, host)
+        host.detach()  # sync requests no longer run on this loop
         lifespan, self._lifespan = self._lifespan, None
         if lifespan is not None:
             await lifespan.stop()
-        host = self._loop_host
         if host.owns_thread and not host.serves_this_thread():
             # A sync request started the factory's own loop thread: nothing of the library
             # outlives its close (behaviour §6, §12). Joining it blocks, so not on this loop.
@@ -188,3 +222,11 @@ class InProcessTransportFactory(SyncClosing):
             first = hidden[0]
             hidden.clear()
             raise first
+
+
+async def _shut_down_on_loop(host: LoopHost) -> None:
+    """On the loop of sync requests: close their runners, wait for their apps (behaviour §6)."""
+    runners = list(host.engines)
+    for runner in runners:
+        await runner.aclose()
+    await shut_down(runners)
