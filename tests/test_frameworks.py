@@ -202,19 +202,17 @@ async def in_process(
             chosen = aibridge_transport.httpx2.StreamingASGITransport(
                 app, raise_app_exceptions=False, root_path=root_path
             )
-        # The server's own URL: `host` and `server` then match what uvicorn saw.
-        async with module.AsyncClient(transport=chosen, base_url=base_url) as client:
-            with with_delegated_api_key_id("key-1"):
-                if end_before_close or transport.startswith("factory"):
+        async with anyio.create_task_group() as group:
+            if not (end_before_close or transport.startswith("factory")):
+                # A bare transport's close waits for the app's work after its response
+                # (behaviour §6): that work ends while the close waits.
+                group.start_soon(release_when_blocked, probe)
+            # The server's own URL: `host` and `server` then match what uvicorn saw.
+            async with module.AsyncClient(transport=chosen, base_url=base_url) as client:
+                with with_delegated_api_key_id("key-1"):
                     outcome = await fetch(client, case, path, probe)
-                else:
-                    # A bare transport's close waits for the app's work after its response
-                    # (behaviour §6): the work ends while that close waits.
-                    async with anyio.create_task_group() as group:
-                        group.start_soon(release_when_blocked, probe)
-                        outcome = await fetch(client, case, path, probe)
-            if end_before_close:
-                outcome.ended = await ending(probe)
+                if end_before_close:
+                    outcome.ended = await ending(probe)
         if not end_before_close:
             # Closing a factory's client neither waited for the app nor cancelled it.
             assert probe not in ENDINGS or not transport.startswith("factory")

@@ -59,7 +59,7 @@ def expected_outcomes(total: int) -> dict[str, int]:
         Ending.READ_TIMEOUT: "read timeout",  # behaviour §6
         Ending.CANCELLED: "cancelled",
         Ending.ABANDONED: "abandoned",
-        Ending.FINAL_THEN_HANG: "app ran on after the body",
+        Ending.FINAL_THEN_WORK: "app ran on after the body",
         Ending.UPLOAD_FAILS: "upload error raised",  # behaviour §7: the caller's own
     }
     outcomes: Counter[str] = Counter()
