@@ -38,7 +38,8 @@ async def wait_apps_ended(transport: object) -> None:
     """Wait until every app `transport` has started has returned.
 
     Apps whose caller left run on for the transport's `disconnect_grace` before they are
-    cancelled (behaviour §6); this waits for them, without closing anything.
+    cancelled, and apps whose response is complete run on to their end (behaviour §6); this
+    waits for them, without closing anything.
     """
     for exchange in _live(transport):
         await exchange.wait_finished()
