@@ -107,6 +107,7 @@ async def slow_start_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def final_then_work_app(scope: Scope, receive: Receive, send: Send) -> None:
     """Works on after its final body (a background task), never cancelled by its client."""
+    await receive()  # the (empty) request body
     await send(start())
     await send(chunk(b"done", more_body=False))
     for _ in range(3):
