@@ -105,10 +105,14 @@ async def slow_start_app(scope: Scope, receive: Receive, send: Send) -> None:
     await wait_for_disconnect(receive)
 
 
-async def final_then_hang_app(scope: Scope, receive: Receive, send: Send) -> None:
+async def final_then_work_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """Works on after its final body (a background task), never cancelled by its client."""
+    await receive()  # the (empty) request body
     await send(start())
     await send(chunk(b"done", more_body=False))
-    await anyio.sleep_forever()
+    for _ in range(3):
+        await anyio.lowlevel.checkpoint()
+    assert (await receive())["type"] == "http.disconnect"  # the response is complete
 
 
 ROUTES = {
@@ -116,7 +120,7 @@ ROUTES = {
     "/crash-before-start": crash_before_start_app,
     "/crash-mid-stream": crash_mid_stream_app,
     "/slow-start": slow_start_app,
-    "/final-then-hang": final_then_hang_app,
+    "/final-then-work": final_then_work_app,
     "/crash-base-before-start": crash_base_before_start_app,
     "/read-body": read_body_app,
 }
@@ -183,7 +187,7 @@ class Ending(enum.Enum):
     READ_TIMEOUT = enum.auto()  # the app never starts; the caller's read timeout ends it
     CANCELLED = enum.auto()  # the caller is cancelled mid-body
     ABANDONED = enum.auto()  # dropped unclosed: released by the garbage collector
-    FINAL_THEN_HANG = enum.auto()  # the app runs on after its last body message
+    FINAL_THEN_WORK = enum.auto()  # the app runs on after its last body message
     CRASH_BASE_BEFORE_START = enum.auto()  # the app raises a `BaseException` before it starts
     UPLOAD_FAILS = enum.auto()  # the caller's request body raises
 
@@ -224,8 +228,8 @@ async def _exchange(client: httpx.AsyncClient, ending: Ending, tally: Tally) -> 
                 await _read_some(response, 1)
                 del response
                 tally.add("abandoned")
-            case Ending.FINAL_THEN_HANG:
-                async with client.stream("GET", "/final-then-hang") as response:
+            case Ending.FINAL_THEN_WORK:
+                async with client.stream("GET", "/final-then-work") as response:
                     await response.aread()
                 tally.add("app ran on after the body")
             case Ending.CRASH_BASE_BEFORE_START:

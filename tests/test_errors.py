@@ -123,15 +123,79 @@ async def test_raise_before_start_raises_the_same_exception_in_raise_mode() -> N
     assert info.value is seen[0]
 
 
-@pytest.mark.parametrize("make_client", [factory_client, raising_client])
-async def test_raise_after_start_delivers_chunks_then_protocol_error(make_client: Any) -> None:
-    async with make_client(raises_after_start) as client:
+async def test_raise_after_start_delivers_chunks_then_protocol_error() -> None:
+    async with factory_client(raises_after_start) as client:
         async with client.stream("GET", "/x") as response:
             iterator = response.aiter_raw()
             assert await anext(iterator) == b"partial"
             with pytest.raises(httpx.RemoteProtocolError) as info:
                 await anext(iterator)
     assert isinstance(info.value.__cause__, AppError)
+
+
+async def test_raise_after_start_delivers_chunks_then_the_same_exception_in_raise_mode() -> None:
+    # What httpx.ASGITransport and Starlette's TestClient raise: FastAPI's
+    # ResponseValidationError must reach the test as itself (behaviour §7).
+    seen: list[BaseException] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start(SECRET))
+        await send(chunk(b"partial"))
+        error = AppError("the one")
+        seen.append(error)
+        raise error
+
+    async with raising_client(app) as client:
+        async with client.stream("GET", "/x") as response:
+            iterator = response.aiter_raw()
+            assert await anext(iterator) == b"partial"
+            with pytest.raises(AppError) as info:
+                await anext(iterator)
+    assert info.value is seen[0]
+
+
+def test_raise_after_start_raises_the_same_exception_from_a_sync_read_in_raise_mode() -> None:
+    # The sync transport reads through the same exchange (behaviour §7, §12).
+    seen: list[BaseException] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start(SECRET))
+        await send(chunk(b"partial"))
+        error = AppError("the one")
+        seen.append(error)
+        raise error
+
+    with httpx.Client(transport=StreamingASGITransport(app), base_url="http://app") as client:
+        with client.stream("GET", "/") as response:
+            chunks = response.iter_raw()
+            assert next(chunks) == b"partial"
+            with pytest.raises(AppError) as info:
+                next(chunks)
+    assert info.value is seen[0]
+
+
+async def test_a_starlette_stream_that_fails_raises_as_under_httpx_asgi_transport() -> None:
+    # Starlette's ServerErrorMiddleware re-raises what fails after the start: raise mode hands
+    # that very exception to the test, as httpx.ASGITransport does (behaviour §7).
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    async def tokens() -> Any:
+        yield b"token"
+        raise AppError("the stream broke")
+
+    async def endpoint(request: Any) -> StreamingResponse:
+        return StreamingResponse(tokens())
+
+    app = Starlette(routes=[Route("/", endpoint)])
+    outcomes: list[str] = []
+    for transport in (httpx.ASGITransport(app), StreamingASGITransport(app)):
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            with pytest.raises(AppError, match="the stream broke"):
+                await client.get("/")
+        outcomes.append(type(transport).__name__)
+    assert outcomes == ["ASGITransport", "StreamingASGITransport"]
 
 
 async def test_return_without_start_is_500(caplog: pytest.LogCaptureFixture) -> None:
@@ -273,10 +337,14 @@ async def test_malformed_body_is_refused() -> None:
         await send(start(SECRET))
         await send({"type": "http.response.body", "body": "text, not bytes"})
 
-    async with raising_client(app) as client:
+    async with factory_client(app) as client:
         with pytest.raises(httpx.RemoteProtocolError) as info:
-            await client.get("/")
+            await client.get("/x")
     assert "must be bytes" in str(info.value.__cause__)
+    # Raise mode: the RuntimeError the app's send() raised, as the app raised it.
+    async with raising_client(app) as client:
+        with pytest.raises(RuntimeError, match="must be bytes"):
+            await client.get("/")
 
 
 async def test_strict_mode_reraises_hidden_exceptions_at_close() -> None:
@@ -299,7 +367,12 @@ async def test_never_an_exception_group() -> None:
 
             group.start_soon(fail)
 
-    async with raising_client(app_with_task_group) as client:
+    async with factory_client(app_with_task_group) as client:
         with pytest.raises(httpx.RemoteProtocolError) as info:
-            await client.get("/")
+            await client.get("/x")
     assert not isinstance(info.value, BaseExceptionGroup)
+    # Raise mode raises the app's own exception, which here is its task group's own group.
+    async with raising_client(app_with_task_group) as client:
+        with pytest.raises(BaseExceptionGroup) as group:
+            await client.get("/")
+    assert group.group_contains(AppError, match="in a child")

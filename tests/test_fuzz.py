@@ -366,6 +366,8 @@ def expected_outcome(app: AppScript, setup: Setup, consumer: ConsumerScript) -> 
     if app.ending in HANGS:
         return Expected(status=app.status, chunks=chunks, error=module.ReadTimeout)
     if app.ending is AppEnding.RAISE:
+        if raise_mode:  # the app's own exception object, as httpx.ASGITransport raises it
+            return Expected(status=app.status, chunks=chunks, error=APP_ERROR)
         return Expected(
             status=app.status, chunks=chunks, error=module.RemoteProtocolError, cause=APP_ERROR
         )
@@ -375,6 +377,10 @@ def expected_outcome(app: AppScript, setup: Setup, consumer: ConsumerScript) -> 
             chunks=chunks,
             error=module.RemoteProtocolError,
             error_match="incomplete response",
+        )
+    if raise_mode:  # the RuntimeError its send() raised, which the app raised on
+        return Expected(
+            status=app.status, chunks=chunks, error=RuntimeError, error_match="ASGI app sent"
         )
     return Expected(
         status=app.status, chunks=chunks, error=module.RemoteProtocolError, cause=RuntimeError
@@ -401,12 +407,15 @@ def documented_exception(exc: BaseException, setup: Setup, run: Run) -> bool:
 # -- the consumers -----------------------------------------------------------------------------
 
 
-def make_client(setup: Setup) -> Any:
+def make_client(setup: Setup) -> tuple[Any, InProcessTransportFactory | None]:
+    """The client, and the factory whose close is the apps' shutdown (behaviour §6)."""
     module: Any = httpx2 if setup.flavour == "httpx2" else httpx
     options: dict[str, Any] = {
         "disconnect_grace": GRACE,
         "max_buffered_chunks": setup.max_buffered_chunks,
+        "shutdown_timeout": GRACE,
     }
+    factory = None
     if setup.mode == "factory":
         factory = InProcessTransportFactory(scripted_app, **options)
         transport = factory.transport_for("openai", "agents", flavor=setup.flavour)  # type: ignore[call-overload]
@@ -417,7 +426,7 @@ def make_client(setup: Setup) -> Any:
         transport = transport_class(
             app=scripted_app, raise_app_exceptions=setup.mode == "raise", **options
         )
-    return module.AsyncClient(transport=transport, base_url="http://testserver")
+    return module.AsyncClient(transport=transport, base_url="http://testserver"), factory
 
 
 def read_timeout_for(app: AppScript, consumer: ConsumerScript) -> float | None:
@@ -581,17 +590,22 @@ async def play_example(run: Run, setup: Setup, backend: str) -> None:
     # trio runs system tasks of its own; asyncio, none.
     baseline = other_tasks() if backend == "trio" else set()
     with anyio.fail_after(EXAMPLE_DEADLINE):
-        client = make_client(setup)
+        client, factory = make_client(setup)
         seen = Seen()
         CURRENT.set(run)
         with with_delegated_api_key_id("key-1"):
             await consume(client, run, seen)
         check_outcome(run, setup, seen)
-        # Behaviour §6: a response closed, cancelled, abandoned or timed out disconnects the app,
-        # which is cancelled after the grace period, without closing the client.
-        with anyio.fail_after(GRACE + 5):
-            await run.wait_idle()
+        if run.app.ending is not AppEnding.FINAL_THEN_HANG:
+            # Behaviour §6: a response closed, cancelled, abandoned or timed out disconnects
+            # the app, which is cancelled after the grace period, without closing the client.
+            # (An app that hangs after a complete response is never cancelled by its client:
+            # its owner's close ends it, below.)
+            with anyio.fail_after(GRACE + 5):
+                await run.wait_idle()
         await client.aclose()
+        if factory is not None:
+            await factory.aclose()
     assert run.entered == run.returned
     assert other_tasks() == baseline
 
@@ -747,22 +761,25 @@ async def final_then_hang(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 @pytest.mark.anyio
-async def test_a_caller_cancelled_while_closing_still_disconnects_the_app() -> None:
-    # Found by the fuzzing above. In raise mode, closing waits for the app (behaviour §7);
-    # a caller cancelled there must still disconnect it, so it ends after the grace period
-    # without the client being closed (behaviour §6).
+async def test_a_caller_cancelled_while_closing_leaves_the_app_to_the_transports_close() -> None:
+    # Found by the fuzzing above. Closing a complete response waits for the app (behaviour
+    # §6); a caller cancelled there leaves it running, never cancelled by its client, and the
+    # transport's close ends it within its shutdown timeout: no task is left.
     returned = anyio.Event()
     RETURNED.set(returned)
-    transport = StreamingASGITransport(app=final_then_hang, disconnect_grace=GRACE)
+    transport = StreamingASGITransport(
+        app=final_then_hang, disconnect_grace=GRACE, shutdown_timeout=GRACE
+    )
     client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
     with anyio.CancelScope() as scope:
         async with client.stream("GET", "/") as response:
             body: Any = response.stream
             assert [chunk async for chunk in body] == [b"done"]
             scope.cancel()
+    assert not returned.is_set()
     with anyio.fail_after(GRACE + 5):
-        await returned.wait()
-    await client.aclose()
+        await client.aclose()
+    assert returned.is_set()
 
 
 async def returns_on_disconnect(scope: Scope, receive: Receive, send: Send) -> None:

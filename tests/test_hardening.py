@@ -167,19 +167,27 @@ async def test_base_exception_before_start_is_raised_in_raise_mode(kind: str, fl
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 @pytest.mark.parametrize("mode", MODES)
-async def test_base_exception_after_start_is_a_protocol_error(mode: str, flavour: str) -> None:
+async def test_base_exception_after_start_is_as_an_exception(mode: str, flavour: str) -> None:
+    # 500 mode: a protocol error caused by it; raise mode: the object itself (behaviour §7).
+    raised: list[BaseException] = []
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send(start())
         await send(chunk(b"partial"))
-        raise AppAbort("after start")
+        raised.append(AppAbort("after start"))
+        raise raised[0]
 
+    expected = protocol_error(flavour) if mode == "factory" else AppAbort
     async with make_client(mode, flavour, app) as client:
         async with client.stream("GET", "/x") as response:
             chunks = response.aiter_raw()
             assert await anext(chunks) == b"partial"
-            with pytest.raises(protocol_error(flavour)) as info:
+            with pytest.raises(expected) as info:
                 await anext(chunks)
-    assert isinstance(info.value.__cause__, AppAbort)
+    if mode == "factory":
+        assert info.value.__cause__ is raised[0]
+    else:
+        assert info.value is raised[0]
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -70,7 +70,9 @@ async def test_factory_httpx2_transport_streams() -> None:
 
 
 async def test_mid_stream_crash_is_an_httpx2_protocol_error() -> None:
-    async with httpx2.AsyncClient(transport=StreamingASGITransport(app=crash_mid_stream)) as client:
+    # 500 mode; raise mode raises the app's own exception (behaviour §7).
+    transport = StreamingASGITransport(app=crash_mid_stream, raise_app_exceptions=False)
+    async with httpx2.AsyncClient(transport=transport) as client:
         async with client.stream("GET", "http://app/") as response:
             iterator = response.aiter_raw()
             assert await anext(iterator) == b"partial"

@@ -23,7 +23,7 @@ from ._bridge_paths import (
     validate_provider_name,
 )
 from ._errors import AIBridgeTransportError, BridgeNotRegisteredError, MissingDelegatedAPIKeyError
-from ._exchange import AppRunner
+from ._exchange import AppRunner, shut_down
 from ._flavors import Flavor, flavored_class, streaming_transport_class
 from ._lifespan import NO_LIFESPAN_HINT, Lifespan, looked_up_missing_state
 from ._loop_host import LoopHost, SyncClosing
@@ -31,7 +31,12 @@ from ._refusals import refused
 from ._rules import check_asgi_app
 from ._scope import ScopeBuilder
 from ._sync_transport import close_in_process, enter_in_process
-from ._transport import DEFAULT_MAX_BUFFERED_CHUNKS, RoutedRequest, TransportCore
+from ._transport import (
+    DEFAULT_MAX_BUFFERED_CHUNKS,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    RoutedRequest,
+    TransportCore,
+)
 from .types import ASGIApp, Scope
 
 if TYPE_CHECKING:
@@ -123,6 +128,9 @@ class InProcessTransportFactory(SyncClosing):
             `AI_GATEWAY_ROOT_PATH` (`/api/v2/ai-gateway`, coder's canonical one).
         asgi_root_path: The path the app is mounted under, as a server's `--root-path`:
             the app sees it in `scope["root_path"]` and at the start of `scope["path"]`.
+        shutdown_timeout: Seconds `aclose()` / `close()` waits for apps still running after
+            their response (background tasks) before cancelling them, as a server's graceful
+            shutdown; closing a client never waits for them, nor cancels them.
     """
 
     def __init__(
@@ -135,6 +143,7 @@ class InProcessTransportFactory(SyncClosing):
         max_buffered_chunks: int = DEFAULT_MAX_BUFFERED_CHUNKS,
         root_path: str = AIBRIDGE_ROOT_PATH,
         asgi_root_path: str = "",
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     ) -> None:
         if app is not None:
             check_asgi_app(app)
@@ -143,9 +152,13 @@ class InProcessTransportFactory(SyncClosing):
         self.raise_app_exceptions = raise_app_exceptions
         self.disconnect_grace = disconnect_grace
         self.max_buffered_chunks = max_buffered_chunks
+        self.shutdown_timeout = shutdown_timeout
         self.hidden_app_exceptions: list[BaseException] | None = [] if strict else None
         self._lifespan: Lifespan | None = None
         self._transports: weakref.WeakSet[AIBridgeTransport] = weakref.WeakSet()
+        # Every transport's runner, kept by its running apps after the transport is dropped
+        # (SDKs drop their clients): the factory's close waits for those apps (behaviour §6).
+        self._runners: weakref.WeakSet[AppRunner] = weakref.WeakSet()
         self._scope = ScopeBuilder(root_path=asgi_root_path, lifespan_state=self._state)
         self._loop_host = LoopHost()  # where sync requests run (behaviour §12)
 
@@ -193,6 +206,8 @@ class InProcessTransportFactory(SyncClosing):
             raise_app_exceptions=self.raise_app_exceptions,
             disconnect_grace=self.disconnect_grace,
             max_buffered_chunks=self.max_buffered_chunks,
+            shutdown_timeout=self.shutdown_timeout,
+            shuts_down=False,  # the factory's close does: it owns the apps (behaviour §6)
             log_label=f"provider={provider} source={source_name}",
             hidden_errors=self.hidden_app_exceptions,
             explain_failure=self._explain_failure,
@@ -200,6 +215,7 @@ class InProcessTransportFactory(SyncClosing):
         transport = transport_class(engine, self._scope, provider, source_name, self.root_path)
         transport.loop_host = self._loop_host  # type: ignore[attr-defined]
         self._transports.add(transport)
+        self._runners.add(engine)
         return transport
 
     async def __aenter__(self) -> Self:
@@ -229,7 +245,9 @@ class InProcessTransportFactory(SyncClosing):
         close_in_process(self)
 
     async def aclose(self) -> None:
-        """Close every transport handed out, run lifespan shutdown, then (strict) raise.
+        """Close every transport handed out, wait for the apps still running after their
+        response (up to `shutdown_timeout`, then cancel them), run lifespan shutdown, then
+        (strict) raise.
 
         A transport's close may raise (a `SystemExit` its app raised after the client left,
         behaviour §7): the other transports are closed and the lifespan shut down all the
@@ -241,11 +259,27 @@ class InProcessTransportFactory(SyncClosing):
                 await transport.aclose()
             except (Exception, KeyboardInterrupt, SystemExit) as exc:
                 failure = failure or exc
-        self._loop_host.detach()  # sync requests no longer run on this loop
+        host = self._loop_host
+        # The runners of transports already dropped, and of sync requests when they run on
+        # this loop; then, as a server at shutdown, wait for what runs on after its response.
+        runners = list(self._runners)
+        if host.serves_this_thread():
+            runners += list(host.engines)
+        for runner in runners:
+            try:
+                await runner.aclose()
+            except (Exception, KeyboardInterrupt, SystemExit) as exc:
+                failure = failure or exc
+        await shut_down(runners)
+        for runner in runners:
+            failure = failure or runner.take_fatal()  # raised by an app while it was waited for
+        if host.owns_thread and not host.serves_this_thread():
+            # Sync requests' apps run on the factory's own loop thread: waited for there.
+            await anyio.to_thread.run_sync(host.run, _shut_down_on_loop, host)
+        host.detach()  # sync requests no longer run on this loop
         lifespan, self._lifespan = self._lifespan, None
         if lifespan is not None:
             await lifespan.stop()
-        host = self._loop_host
         if host.owns_thread and not host.serves_this_thread():
             # A sync request started the factory's own loop thread: nothing of the library
             # outlives its close (behaviour §6, §12). Joining it blocks, so not on this loop.
@@ -257,3 +291,11 @@ class InProcessTransportFactory(SyncClosing):
             first = hidden[0]
             hidden.clear()
             raise first
+
+
+async def _shut_down_on_loop(host: LoopHost) -> None:
+    """On the loop of sync requests: close their runners, wait for their apps (behaviour §6)."""
+    runners = list(host.engines)
+    for runner in runners:
+        await runner.aclose()
+    await shut_down(runners)

@@ -14,8 +14,10 @@ one) never needs a stream, a large share of the cost of a small request.
 
 When the consumer leaves, the app is disconnected the way uvicorn does it at ASGI spec 2.3:
 `receive()` answers `http.disconnect`, `send()` becomes a silent no-op, and after a grace
-period the app's task is cancelled (behaviour §6). What the app does wrong is mapped by the
-table in behaviour §7.
+period the app's task is cancelled (behaviour §6). An app whose response is complete is never
+cancelled by its client: it runs on (background tasks) until it ends or its owner shuts down
+(`shut_down`), as a server lets it. What the app does wrong is mapped by the table in
+behaviour §7.
 
 Nothing here knows httpx or httpx2: errors leave as the `Core*` exceptions below, which the
 adapters translate into the client's own flavour.
@@ -43,6 +45,12 @@ over), `disconnected` (the app has been told the client is gone: the reader clos
 or was cancelled, its own request body failed (`upload_error`), or the transport closed
 (`transport_closed`)), and `_consumer_closed` (the reader closed the body; implies
 `disconnected`). The compound conditions the two sides test are named properties below.
+
+Who ends an app task: the app itself; the grace timer that `disconnect` arms, only while the
+response is not COMPLETE; `AppRunner.aclose` (the transport's close), which cancels the apps
+whose response is not COMPLETE; and `shut_down`, the owner's close (the bare transport's own,
+or the factory's), which waits for the apps that run on after a COMPLETE response, up to the
+owner's `shutdown_timeout`, then cancels them.
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from enum import IntEnum
 from typing import Final
 
@@ -69,6 +77,7 @@ __all__ = [
     "CoreStreamClosed",
     "Exchange",
     "ResponseState",
+    "shut_down",
 ]
 
 logger = logging.getLogger("aibridge_transport")
@@ -107,6 +116,14 @@ class CoreStreamClosed(Exception):
     """The body was read after the consumer closed it."""
 
 
+class _BodyLengthMismatch(RuntimeError):
+    """What the app's `send()` raises when the body disagrees with its `content-length`.
+
+    The reader sees an incomplete response in both modes (behaviour §5), as over a socket,
+    not the app's own exception.
+    """
+
+
 def _is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, KeyboardInterrupt | SystemExit)
 
@@ -121,18 +138,27 @@ class AppRunner:
         raise_app_exceptions: bool,
         disconnect_grace: float,
         max_buffered_chunks: int,
+        shutdown_timeout: float,
+        shuts_down: bool = True,
         log_label: str = "",
         hidden_errors: list[BaseException] | None = None,
         explain_failure: Callable[[BaseException, Scope], str | None] | None = None,
     ) -> None:
         if disconnect_grace < 0 or math.isnan(disconnect_grace):
             raise ValueError(f"disconnect_grace must be >= 0 seconds, got {disconnect_grace!r}")
+        if shutdown_timeout < 0 or math.isnan(shutdown_timeout):
+            raise ValueError(f"shutdown_timeout must be >= 0 seconds, got {shutdown_timeout!r}")
         if max_buffered_chunks < 0:
             raise ValueError(f"max_buffered_chunks must be >= 0, got {max_buffered_chunks!r}")
         self.app = app
         self.raise_app_exceptions = raise_app_exceptions
         self.disconnect_grace = disconnect_grace
         self.max_buffered_chunks = max_buffered_chunks
+        # How long the owner's close waits for apps that run on after their response (§6).
+        self.shutdown_timeout = shutdown_timeout
+        # Whether this runner's own close is that owner's close (a bare transport), or a
+        # factory's is (its transports' runners): then closing the client leaves those apps.
+        self.shuts_down = shuts_down
         self.log_label = log_label
         # The likely cause of an app failure, when its owner can tell (a factory whose
         # lifespan never ran, behaviour §8): added to the log line and to the exception.
@@ -169,19 +195,36 @@ class AppRunner:
             self.hidden_errors.append(exc)
 
     async def aclose(self) -> None:
-        """Cancel every app task still running and wait until each has ended."""
+        """The transport's close: cancel and await every app whose response is not complete.
+
+        An app whose response is complete is disconnected, never cancelled here: it runs on
+        to its end (behaviour §6) and its owner's close waits for it (`shut_down`), which
+        for a bare transport is this very close.
+        """
         # Finished apps stay live until their consumer lets go; their bodies stay readable.
         exchanges = [exchange for exchange in self.live if not exchange.app_done]
+        streaming = []
         for exchange in exchanges:
             exchange.transport_closed = True
             exchange.disconnect()
-            exchange.task.cancel()
-        for exchange in exchanges:
+            if exchange.state != _COMPLETE:
+                exchange.task.cancel()
+                streaming.append(exchange)
+        for exchange in streaming:
             await exchange.wait_finished()
-        if self.fatal_errors:
-            first = self.fatal_errors[0]
-            self.fatal_errors.clear()
-            raise first
+        if self.shuts_down:
+            await shut_down([self])
+        fatal = self.take_fatal()
+        if fatal is not None:
+            raise fatal
+
+    def take_fatal(self) -> BaseException | None:
+        """The first fatal error kept for the close (the others are dropped with it)."""
+        if not self.fatal_errors:
+            return None
+        first = self.fatal_errors[0]
+        self.fatal_errors.clear()
+        return first
 
     def hand_over_fatal(self, exc: BaseException, description: str) -> None:
         """Keep a fatal error nobody will read for `aclose`, and say so at once (§7)."""
@@ -192,6 +235,42 @@ class AppRunner:
             exc_info=exc,
         )
         self.fatal_errors.append(exc)
+
+
+async def shut_down(runners: Iterable[AppRunner]) -> None:
+    """The owner's close: wait for the apps still running, then cancel what is left.
+
+    What still runs after the transports closed is an app whose response was complete: a
+    background task. A server waits for those at shutdown (behaviour §6); here the wait is
+    bounded by the runners' `shutdown_timeout`, so that a close never hangs. Those still
+    running then are cancelled, with a warning, and awaited: nothing outlives the close.
+    """
+    runners = list(runners)
+    running = [
+        exchange for runner in runners for exchange in list(runner.live) if not exchange.app_done
+    ]
+    if not running:
+        return
+    timeout = max(runner.shutdown_timeout for runner in runners)
+    for exchange in running:
+        exchange.disconnect()  # its receive() answers http.disconnect, as at a shutdown
+    try:
+        with anyio.move_on_after(timeout):
+            for exchange in running:
+                await exchange.wait_finished()
+    finally:
+        # Also when the closing caller is cancelled: no app task outlives its owner's close.
+        left = [exchange for exchange in running if not exchange.app_done]
+        for exchange in left:
+            logger.warning(
+                "ASGI app still running %s s after its response to %s completed; cancelled "
+                "at shutdown (shutdown_timeout)",
+                timeout,
+                exchange.describe(),
+            )
+            exchange.task.cancel()
+    for exchange in left:
+        await exchange.wait_finished()
 
 
 class Exchange:
@@ -494,7 +573,7 @@ class Exchange:
                 self._first_chunk = False
                 await self.task.pass_turn()
         if ends_short:
-            raise RuntimeError(
+            raise _BodyLengthMismatch(
                 f"ASGI app ended the response body {self._body_left} bytes short of its "
                 "content-length"
             )
@@ -549,7 +628,9 @@ class Exchange:
         """
         left = self._body_left - size
         if left < 0:
-            raise RuntimeError("ASGI app sent more body bytes than its content-length declares")
+            raise _BodyLengthMismatch(
+                "ASGI app sent more body bytes than its content-length declares"
+            )
         self._body_left = left
         return not more_body and left > 0
 
@@ -567,7 +648,7 @@ class Exchange:
         except anyio.BrokenResourceError:
             return
 
-    def _describe(self) -> str:
+    def describe(self) -> str:
         label = self.engine.log_label
         return f"{self.scope['method']} {self.scope['path']}" + (f" ({label})" if label else "")
 
@@ -578,7 +659,7 @@ class Exchange:
             # The app only saw the disconnect that the caller's own failure caused.
             logger.debug("ASGI app raised after the request body failed", exc_info=exc)
             return
-        description = self._describe()
+        description = self.describe()
         if engine.explain_failure is not None:
             hint = engine.explain_failure(exc, self.scope)
             if hint is not None:
@@ -615,7 +696,7 @@ class Exchange:
             if not self.engine.raise_app_exceptions and not self.disconnected:
                 logger.error(
                     "ASGI app returned without starting response to %s; answering 500",
-                    self._describe(),
+                    self.describe(),
                 )
                 self.engine.note_hidden(error)
 
@@ -660,7 +741,7 @@ class Exchange:
         """A fatal error of an app whose client left goes to the transport's `aclose` (§7)."""
         fatal = self._take_fatal()
         if fatal is not None:
-            self.engine.hand_over_fatal(fatal, self._describe())
+            self.engine.hand_over_fatal(fatal, self.describe())
 
     # -- the consumer's side ----------------------------------------------------------------
 
@@ -828,6 +909,11 @@ class Exchange:
         if self.state == _COMPLETE:
             raise StopAsyncIteration
         if error is not None:
+            if self.engine.raise_app_exceptions and not isinstance(error, _BodyLengthMismatch):
+                # The app's own exception object, as httpx.ASGITransport and Starlette's
+                # TestClient raise it (behaviour §7).
+                self.error = None  # raised once
+                raise error
             raise CoreProtocolError(
                 "the ASGI app raised after starting the response; the body is incomplete"
             ) from error
@@ -838,21 +924,23 @@ class Exchange:
         raise CoreProtocolError("incomplete response: the app was cancelled")
 
     async def aclose(self) -> None:
-        """Close the body: disconnect the app without waiting for it, except in raise mode."""
+        """Close the body: disconnect the app; wait for it only after a complete response,
+        through a bare transport, in raise mode or in strict mode."""
         if self._consumer_closed:
             return
         self._consumer_closed = True
         engine = self.engine
-        wait = engine.raise_app_exceptions or engine.hidden_errors is not None
+        wait = engine.shuts_down or engine.raise_app_exceptions or engine.hidden_errors is not None
         if wait and self._runs_after_body:
-            # So an exception raised after the final body surfaces here (behaviour §7).
+            # So the app's effects, and an exception it raises after the final body, are
+            # there when the close returns, as with httpx.ASGITransport (behaviour §6, §7).
             try:
                 async with self.task.timeout(engine.disconnect_grace):
                     await self.wait_finished()
             except TimeoutError:
-                pass  # the app runs on past the grace period: disconnected below
+                pass  # the app runs on past the grace period, to its owner's close (§6)
             finally:
-                # Also when the closing caller is cancelled: the app must not run on (behaviour §6).
+                # Also when the closing caller is cancelled: the app hears the client left.
                 fatal = self._take_fatal()
                 self.disconnect()
                 if fatal is not None:
@@ -867,7 +955,8 @@ class Exchange:
             raise error
 
     def disconnect(self) -> None:
-        """Tell the app the client is gone; cancel its task after the grace period. Sync."""
+        """Tell the app the client is gone; cancel its task after the grace period, unless
+        its response is complete (behaviour §6: background work runs on). Sync."""
         if self.disconnected:
             return
         self.disconnected = True
@@ -879,7 +968,7 @@ class Exchange:
             # finalized before its receive stream, which is closed here (behaviour §6).
             self.engine.live.discard(self)
             self._hand_over_fatal()
-        else:
+        elif self.state != _COMPLETE:
             self.task.cancel_after(self.engine.disconnect_grace)
 
     def abandon(self) -> None:

@@ -30,6 +30,7 @@ from .types import ASGIApp, Scope
 
 __all__ = [
     "DEFAULT_MAX_BUFFERED_CHUNKS",
+    "DEFAULT_SHUTDOWN_TIMEOUT",
     "FlavorClasses",
     "ResponseBody",
     "RoutedRequest",
@@ -38,6 +39,13 @@ __all__ = [
 
 # Bounds how many chunks the app runs ahead of a slow consumer (behaviour §5).
 DEFAULT_MAX_BUFFERED_CHUNKS = 8
+
+# How long the owner's close (a bare transport's, a factory's) waits for apps that run on
+# after their response, background tasks, before cancelling them (behaviour §6). uvicorn
+# waits without bound by default; a bound keeps a stuck task from hanging a test suite or a
+# worker's exit, and is far above what post-response work (a usage record, an audit log)
+# takes.
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
 # What `_route` returns: the scope, and the context the app runs in.
 RoutedRequest = tuple[Scope, contextvars.Context]
@@ -151,6 +159,7 @@ class TransportCore:
         client: tuple[str, int] = ("127.0.0.1", 123),
         disconnect_grace: float = 1.0,
         max_buffered_chunks: int = DEFAULT_MAX_BUFFERED_CHUNKS,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     ) -> None:
         check_asgi_app(app)
         self._engine = AppRunner(
@@ -158,6 +167,7 @@ class TransportCore:
             raise_app_exceptions=raise_app_exceptions,
             disconnect_grace=disconnect_grace,
             max_buffered_chunks=max_buffered_chunks,
+            shutdown_timeout=shutdown_timeout,
         )
         self._scope = ScopeBuilder(root_path=root_path, client=client)
 
@@ -207,5 +217,6 @@ class TransportCore:
         )
 
     async def aclose(self) -> None:
-        """Cancel and await every app task this transport still runs."""
+        """Cancel and await every app whose response is not complete; a bare transport also
+        waits for the others, up to its `shutdown_timeout` (behaviour §6)."""
         await self._engine.aclose()

@@ -47,8 +47,10 @@ class StreamingASGITransport(SyncTransportMixin, TransportCore, Transport):
         root_path: The root path on which the ASGI application is mounted.
         client: A two-tuple indicating the client IP and port of incoming requests.
         disconnect_grace: Seconds an app may run on after the client left before its task
-            is cancelled.
+            is cancelled; closing a complete response waits this long for the app to end.
         max_buffered_chunks: How many body chunks the app may run ahead of the reader.
+        shutdown_timeout: Seconds the transport's close waits for apps still running after
+            their response (background tasks) before cancelling them.
     """
 
 

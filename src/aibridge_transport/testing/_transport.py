@@ -44,8 +44,9 @@ async def wait_apps_ended(transport: object) -> None:
     """Wait until every app `transport` has started has returned.
 
     Apps whose caller left run on for the transport's `disconnect_grace` before they are
-    cancelled (behaviour §6); this waits for them, without closing anything. It may be
-    awaited on any loop: a sync client's apps run on a loop thread (behaviour §12).
+    cancelled, and apps whose response is complete run on to their end (behaviour §6); this
+    waits for them, without closing anything. It may be awaited on any loop: a sync client's
+    apps run on a loop thread (behaviour §12).
     """
     waiters = Waiters()
     await waiters.wait_for(_watch(transport, waiters))
