@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, overload
 
@@ -210,7 +211,9 @@ class InProcessTransportFactory(SyncClosing):
             shuts_down=False,  # the factory's close does: it owns the apps (behaviour §6)
             log_label=f"provider={provider} source={source_name}",
             hidden_errors=self.hidden_app_exceptions,
-            explain_failure=self._explain_failure,
+            # Weakly: a runner outlives a dropped factory while its apps run on (behaviour
+            # §6), and must not keep it from being collected and stopping its thread (§12).
+            explain_failure=_weakly(self._explain_failure),
         )
         transport = transport_class(engine, self._scope, provider, source_name, self.root_path)
         transport.loop_host = self._loop_host  # type: ignore[attr-defined]
@@ -291,6 +294,19 @@ class InProcessTransportFactory(SyncClosing):
             first = hidden[0]
             hidden.clear()
             raise first
+
+
+def _weakly(
+    method: Callable[[BaseException, Scope], str | None],
+) -> Callable[[BaseException, Scope], str | None]:
+    """`method`, called through a weak reference to its object (`None` once it is gone)."""
+    reference = weakref.WeakMethod(method)
+
+    def call(exc: BaseException, scope: Scope) -> str | None:
+        bound = reference()
+        return bound(exc, scope) if bound is not None else None
+
+    return call
 
 
 async def _shut_down_on_loop(host: LoopHost) -> None:
