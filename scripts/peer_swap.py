@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import threading
 import tomllib
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -101,7 +102,9 @@ class PeerTransport(testclient.httpx.BaseTransport):  # type: ignore[misc,name-d
 
     def handle_request(self, request: Any) -> Any:
         if request.url.scheme in {"ws", "wss"}:
+            _SENT["websocket sessions through TestClient's own transport"] += 1
             return self._websockets.handle_request(request)
+        _SENT["HTTP requests through StreamingASGITransport"] += 1
         self._choose_loop()
         return self._http.handle_request(request)
 
@@ -142,6 +145,22 @@ class PeerTransport(testclient.httpx.BaseTransport):  # type: ignore[misc,name-d
             self._http.close()
         finally:
             self._websockets.close()
+
+
+# What went where: a run that sent nothing through ours checked nothing (a TestClient that no
+# longer builds its transport from `_TestClientTransport` would bypass the swap silently).
+_SENT: Counter[str] = Counter()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    terminalreporter.write_line(
+        "peer_swap: " + ", ".join(f"{count} {what}" for what, count in sorted(_SENT.items()))
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if session.testscollected and not _SENT["HTTP requests through StreamingASGITransport"]:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 # The transports made during the current test, ended when it ends (see `pytest_runtest_teardown`).
