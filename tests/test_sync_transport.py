@@ -260,7 +260,8 @@ def test_abandoned_response_is_released_when_collected(kind: str) -> None:
     owner.close()
 
 
-def test_backpressure_bounds_how_far_the_app_runs_ahead(kind: str) -> None:
+@pytest.mark.parametrize("buffered", [8, 0])  # 0: lock step, as async (behaviour §12)
+def test_backpressure_bounds_how_far_the_app_runs_ahead(kind: str, buffered: int) -> None:
     sent = 0
     blocked = threading.Event()
     reached: list[int] = []
@@ -278,7 +279,7 @@ def test_backpressure_bounds_how_far_the_app_runs_ahead(kind: str) -> None:
         reached.append(sent)
         blocked.set()
 
-    client, _, owner = make_client(kind, app, max_buffered_chunks=8)
+    client, _, owner = make_client(kind, app, max_buffered_chunks=buffered)
     with client, client.stream("GET", "/v1/x") as response:
         host = client._transport.loop_host
         assert host is not None
@@ -288,7 +289,8 @@ def test_backpressure_bounds_how_far_the_app_runs_ahead(kind: str) -> None:
         host.run(probe)
         rest = list(iterator)
     owner.close()
-    assert reached == [8, 9]  # the app runs max_buffered_chunks ahead, no further
+    # The app runs max_buffered_chunks ahead, no further; none at all is lock step.
+    assert reached == [buffered, buffered + 1]
     assert len(rest) == 99
 
 
