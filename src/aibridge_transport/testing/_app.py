@@ -20,6 +20,7 @@ from .._bridge_identity import (
 )
 from .._bridge_paths import AI_GATEWAY_ROOT_PATH, AIBRIDGE_ROOT_PATH, split_bridge_path
 from ..types import Receive, Scope, Send
+from ._asgi import serve_lifespan
 from ._formats import (
     AnthropicMessages,
     Format,
@@ -232,13 +233,8 @@ class FakeAIBridge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         response = await self._route(Request(scope, receive))

@@ -11,6 +11,7 @@ import anyio
 import httpx
 
 from ..types import Receive, Scope, Send
+from ._asgi import serve_lifespan
 from ._bridge_route import split_bridge_path
 from ._scrub import DEFAULT_SCRUBBED_HEADER_PREFIXES
 
@@ -63,14 +64,8 @@ class ForwardingApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await self.aclose()
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send, on_shutdown=self.aclose)
+            return
         if scope["type"] != "http":
             return
         provider, route = split_bridge_path(scope["path"])

@@ -13,6 +13,7 @@ from typing import Any, Final
 import anyio
 
 from ..types import ASGIApp, Message, Receive, Scope, Send
+from ._asgi import read_request_body
 from ._cassette import Cassette, CassetteRequest, CassetteResponse, Ending, Interaction
 from ._cassette import RecordedChunk as Chunk
 from ._clock import Clock, RealClock
@@ -90,21 +91,14 @@ class RecordingMiddleware:
             return
         clock = self.clock
         began = clock.now()
-        parts: list[bytes] = []
-        pending: list[Message] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                pending.append(message)  # the client left before sending its body
-                break
-            parts.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        request_body, cut_short = await read_request_body(receive)
+        # The client left before sending its body: the app is told so, after the body.
+        pending: list[Message] = [cut_short] if cut_short is not None else []
         request = CassetteRequest(
             method=scope["method"],
             uri=request_uri(scope),
             headers=_text_headers(scope.get("headers", [])),
-            body=b"".join(parts),
+            body=request_body,
             at=round(began - self._origin, _PRECISION),
         )
         handed = False

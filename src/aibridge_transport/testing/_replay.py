@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..types import ASGIApp, Message, Receive, Scope, Send
+from ._asgi import read_request_body, serve_lifespan
 from ._cassette import Cassette, CassetteRequest, Interaction
 from ._clock import Clock, RealClock
 from ._forward import HOP_BY_HOP
@@ -115,24 +116,14 @@ class ReplayApp:
             if self.fallback is not None:
                 await self.fallback(scope, receive, send)
                 return
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         began = self.clock.now()
-        parts: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client left
-            parts.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        body, cut_short = await read_request_body(receive)
+        if cut_short is not None:
+            return  # the client left
         request = CassetteRequest(
             method=scope["method"],
             uri=request_uri(scope),
@@ -140,7 +131,7 @@ class ReplayApp:
                 (name.decode("latin-1"), value.decode("latin-1"))
                 for name, value in scope.get("headers", [])
             ],
-            body=b"".join(parts),
+            body=body,
         )
         selected = self._select(request)
         if isinstance(selected, CassetteMismatchError):
