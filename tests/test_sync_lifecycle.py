@@ -352,37 +352,6 @@ def test_reading_after_the_serving_async_with_ended_gives_the_flavours_error(
     response.close()
 
 
-@pytest.mark.parametrize("buffer", [0, 1, 4, 8])
-def test_backpressure_is_the_same_number_as_async(kind: str, buffer: int) -> None:
-    sent = 0
-    reached: list[int] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        nonlocal sent
-        await send(start())
-        for _ in range(20):
-            await send(chunk(b"x"))
-            sent += 1
-        await send(chunk(b"", more_body=False))
-
-    async def probe() -> None:
-        await anyio.wait_all_tasks_blocked()
-        reached.append(sent)
-
-    client, _, owner = make_client(kind, app, max_buffered_chunks=buffer)
-    with client, client.stream("GET", "/v1/x") as response:
-        host = client._transport.loop_host
-        host.run(probe)
-        iterator = response.iter_raw()
-        next(iterator)
-        host.run(probe)
-        rest = list(iterator)
-    owner.close()
-    # What tests/test_streaming.py asserts of the async side, for the same `buffer`.
-    assert reached == [buffer, buffer + 1]
-    assert len(rest) == 19
-
-
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 @pytest.mark.parametrize("flavor", FLAVORS)
 def test_a_request_to_a_loop_that_has_ended_gives_the_flavours_error(

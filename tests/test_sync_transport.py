@@ -260,7 +260,8 @@ def test_abandoned_response_is_released_when_collected(kind: str) -> None:
     owner.close()
 
 
-@pytest.mark.parametrize("buffered", [8, 0])  # 0: lock step, as async (behaviour §12)
+# The same numbers as tests/test_streaming.py asserts of the async side; 0 is lock step.
+@pytest.mark.parametrize("buffered", [0, 1, 4, 8])
 def test_backpressure_bounds_how_far_the_app_runs_ahead(kind: str, buffered: int) -> None:
     sent = 0
     blocked = threading.Event()
