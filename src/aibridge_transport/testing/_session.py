@@ -47,7 +47,10 @@ class CassetteSession:
         mode: The record mode.
         upstream: Builds the app that records (your bridge, a `ForwardingApp`); only
             called when the mode may record.
-        matcher, timing, clock, allow_repeats: As `ReplayApp` takes them.
+        matcher: As `ReplayApp` takes it.
+        timing: As `ReplayApp` takes it.
+        clock: As `ReplayApp` takes it.
+        allow_repeats: As `ReplayApp` takes it.
         scrubber: As `RecordingMiddleware` takes it.
     """
 
