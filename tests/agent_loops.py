@@ -142,7 +142,7 @@ async def anthropic_loop(client: anthropic.AsyncAnthropic) -> list[Any]:
     seen: list[Any] = []
     for _ in range(_MAX_TURNS):
         async with client.messages.stream(
-            model="claude-sonnet-4-5", max_tokens=256, messages=messages, tools=ANTHROPIC_TOOLS
+            model="claude-haiku-4-5", max_tokens=256, messages=messages, tools=ANTHROPIC_TOOLS
         ) as stream:
             seen.extend([event.model_dump() async for event in stream])
             message = await stream.get_final_message()
@@ -156,7 +156,7 @@ def anthropic_loop_sync(client: anthropic.Anthropic) -> list[Any]:
     seen: list[Any] = []
     for _ in range(_MAX_TURNS):
         with client.messages.stream(
-            model="claude-sonnet-4-5", max_tokens=256, messages=messages, tools=ANTHROPIC_TOOLS
+            model="claude-haiku-4-5", max_tokens=256, messages=messages, tools=ANTHROPIC_TOOLS
         ) as stream:
             seen.extend([event.model_dump() for event in stream])
             message = stream.get_final_message()

@@ -108,6 +108,12 @@ async def sdks(mode: Mode, bridge: FakeAIBridge | None = None) -> AsyncIterator[
             yield SDKs(bridge, factory, mode)
 
 
+def openai_error_message(error: openai.APIStatusError) -> str:
+    """The message of the API's error body (how `error.message` quotes it varies by release)."""
+    assert isinstance(error.body, dict)
+    return cast(str, error.body["message"])
+
+
 def anthropic_error_message(error: anthropic.APIStatusError) -> str:
     assert isinstance(error.body, dict)
     assert error.body["type"] == "error"

@@ -12,7 +12,7 @@ import anthropic
 import openai
 import pytest
 from sdk_helpers import UNEXHAUSTED_SSE, forbid_network
-from sdk_modes import MODES, Mode, anthropic_error_message, sdks
+from sdk_modes import MODES, Mode, anthropic_error_message, openai_error_message, sdks
 
 from aibridge_transport.testing import (
     MODEL_SNAPSHOTS,
@@ -100,7 +100,7 @@ async def test_an_alias_is_answered_with_its_dated_snapshot(mode: Mode) -> None:
         message = await clients.call(
             "anthropic",
             lambda client: client.messages.create(
-                model="claude-sonnet-4-5", max_tokens=64, messages=USER
+                model="claude-haiku-4-5", max_tokens=64, messages=USER
             ),
         )
         unknown = await clients.call(
@@ -108,7 +108,7 @@ async def test_an_alias_is_answered_with_its_dated_snapshot(mode: Mode) -> None:
             lambda client: client.chat.completions.create(model="my-model", messages=USER),
         )
     assert chat.model == response.model == "gpt-4o-mini-2024-07-18"
-    assert message.model == MODEL_SNAPSHOTS["claude-sonnet-4-5"] == "claude-sonnet-4-5-20250929"
+    assert message.model == MODEL_SNAPSHOTS["claude-haiku-4-5"] == "claude-haiku-4-5-20251001"
     assert unknown.model == "my-model"
 
 
@@ -226,7 +226,7 @@ async def test_count_tokens_and_models_answer_a_queued_script(mode: Mode) -> Non
     assert anthropic_error_message(overloaded) == "Overloaded"
     assert isinstance(overloaded.body, dict)
     assert overloaded.body["error"]["type"] == "overloaded_error"
-    assert limited.message.endswith("slow down")
+    assert openai_error_message(limited) == "slow down"
     assert counted.input_tokens > 0
     assert bridge.pending == 0
 

@@ -13,7 +13,7 @@ import anthropic
 import openai
 import pytest
 from sdk_helpers import UNEXHAUSTED_SSE, forbid_network
-from sdk_modes import MODES, Mode, anthropic_error_message, sdks
+from sdk_modes import MODES, Mode, anthropic_error_message, openai_error_message, sdks
 
 pytestmark = [pytest.mark.anyio, UNEXHAUSTED_SSE]
 
@@ -80,7 +80,7 @@ async def test_responses_stored_prompt_stands_in_for_the_model(mode: Mode) -> No
     assert response.status == "completed"
     assert response.prompt is not None
     assert response.prompt.id == "pmpt_abc123"
-    assert refused.message.endswith("you must provide a model parameter")
+    assert openai_error_message(refused) == "you must provide a model parameter"
 
 
 @MODES
@@ -126,8 +126,8 @@ async def test_a_null_model_is_refused_on_every_route(mode: Mode) -> None:
                 model="c", max_tokens=64, messages=USER, extra_body={"max_tokens": None}
             ),
         )
-    assert chat.message.endswith("you must provide a model parameter")
-    assert responses.message.endswith("you must provide a model parameter")
+    assert openai_error_message(chat) == "you must provide a model parameter"
+    assert openai_error_message(responses) == "you must provide a model parameter"
     assert anthropic_error_message(messages) == "model: Field required"
     assert anthropic_error_message(no_limit) == "max_tokens: Field required"
     assert [record.body["model"] for record in clients.bridge.requests[:3]] == [None] * 3

@@ -194,7 +194,13 @@ async def _stream_text(app: ASGIApp, provider: str, *, swallow: bool = False) ->
                     ) as events:
                         async for piece in events.text_stream:
                             text += piece
-            except (openai.APIConnectionError, anthropic.APIConnectionError):
+            # What the installed SDK raises for a cut stream: anthropic before 2.17 passes the
+            # transport's own error (tests/sdk_versions.py).
+            except (
+                openai.APIConnectionError,
+                anthropic.APIConnectionError,
+                httpx2.RemoteProtocolError,
+            ):
                 if not swallow:
                     raise
             finally:

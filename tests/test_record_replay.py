@@ -116,7 +116,12 @@ def _chunks(cassette: Cassette) -> list[list[bytes]]:
 def _assert_same_replay(recorded: Cassette, replayed: Cassette) -> None:
     assert len(replayed) == len(recorded) >= 2  # a tool call, then the answer
     assert _chunks(replayed) == _chunks(recorded)
-    assert [item.response.ending for item in replayed] == ["complete"] * len(recorded)
+    # Each ends as it was recorded: complete, or left by the client when it stopped reading
+    # at the last event before the body's end came over the socket (openai releases before
+    # the drain after `[DONE]` do; scripts/sdk_floor.py runs the oldest).
+    endings = [item.response.ending for item in recorded]
+    assert [item.response.ending for item in replayed] == endings
+    assert set(endings) <= {"complete", "disconnected"}
     for item in recorded:
         assert len(item.response.chunks or []) > 1  # a stream, chunk by chunk
 

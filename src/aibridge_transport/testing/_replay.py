@@ -169,10 +169,15 @@ class ReplayApp:
             headers.append((lowered.encode("latin-1"), value.encode("latin-1")))
         await self._wait_until(began, response.started_at)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        for piece, at in response.pieces():
+        pieces = list(response.pieces())
+        for number, (piece, at) in enumerate(pieces, start=1):
             await self._wait_until(began, at)
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
-        if complete:
+            # A complete body ends with its last chunk, as a server ends it right after the
+            # last write: a client that stops reading at the last event (openai's `[DONE]`)
+            # finds the body complete, not cut short.
+            last = complete and number == len(pieces)
+            await send({"type": "http.response.body", "body": piece, "more_body": not last})
+        if complete and not pieces:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         elif response.ending == "disconnected":
             # The recorded client left here; so will this one.
